@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install real
+
+# DVC stages call `crossemo`: put the environment's commands first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+# Re-install only when the project's dependencies change.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Set everything up and run the main job (`dvc repro`) on the embedded demo corpora.
+demo: $(STAMP)
+	$(BIN)/crossemo demo generate data/demo
+	$(BIN)/dvc add --quiet data
+	$(BIN)/dvc repro
+	$(BIN)/dvc status
+
+# Run the whole test suite.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+# Run the same pipeline on real corpora placed beside the checkout (see README).
+CORPORA ?= ../shared/corpora
+real: $(STAMP)
+	$(BIN)/crossemo corpora import $(CORPORA) data/real
+	$(BIN)/crossemo corpora select params.real.yaml
+	$(BIN)/dvc add --quiet data
+	$(BIN)/dvc repro

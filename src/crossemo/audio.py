@@ -1,0 +1,50 @@
+"""Reading one utterance, and saying exactly why a file is unusable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+class BadAudio(ValueError):
+    """An audio file that cannot be used, with the reason a person can act on."""
+
+    def __init__(self, path: Path | str, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    signal: np.ndarray  # mono float32, shape (samples,)
+    sampling_rate: int
+
+    @property
+    def duration(self) -> float:
+        return len(self.signal) / self.sampling_rate
+
+
+def read_utterance(path: Path | str, channel: int = 0, min_duration: float = 0.25) -> Utterance:
+    """Read one channel of an audio file; raise BadAudio if it is corrupt, empty, too short or silent.
+
+    One channel, not the mean of all: EMOVO's two channels are different microphones and
+    averaging them can cancel speech.
+    """
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as error:  # libsndfile raises several types for broken headers
+        raise BadAudio(path, f"corrupt or not audio ({error}); re-export it as 16-bit PCM WAV") from None
+    if data.shape[0] == 0:
+        raise BadAudio(path, "empty: the file holds no samples")
+    if channel >= data.shape[1]:
+        raise BadAudio(path, f"has {data.shape[1]} channel(s), channel {channel} was asked for")
+    signal = np.ascontiguousarray(data[:, channel])
+    duration = len(signal) / rate
+    if duration < min_duration:
+        raise BadAudio(path, f"too short: {duration:.3f} s < features.min_duration {min_duration} s")
+    if not np.any(signal):
+        raise BadAudio(path, "silent: every sample is zero")
+    return Utterance(signal, int(rate))

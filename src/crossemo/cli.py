@@ -1,0 +1,152 @@
+"""The `crossemo` command. Each DVC stage's cmd is one of its subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+def _cmd_corpora_list(args) -> None:
+    from .corpora import LOADERS
+
+    for name, loader in LOADERS.items():
+        print(f"{name:10s} {loader.language or '(from CSV)':10s} {loader.description}")
+
+
+def _cmd_corpora_show(args) -> None:
+    from .corpora import load_corpus
+
+    table = load_corpus(args.name, args.root)
+    print(f"{len(table)} utterances, {table['speaker'].nunique()} speakers")
+    print(table.groupby(["emotion", "valence"]).size().rename("utterances").to_string())
+
+
+def _cmd_corpora_import(args) -> None:
+    """Copy real corpora into data/ (git-ignored, tracked by data.dvc): DVC cannot track links."""
+    source, target = Path(args.source), Path(args.target)
+    if not source.is_dir():
+        sys.exit(f"error: {source} not found: give the folder holding emodb/, savee/, emovo/, urdu/")
+    for corpus in sorted(p for p in source.iterdir() if p.is_dir()):
+        if (target / corpus.name).exists():
+            print(f"{target / corpus.name} exists, kept")
+            continue
+        shutil.copytree(corpus, target / corpus.name)
+        print(f"copied {corpus} -> {target / corpus.name}")
+
+
+def _cmd_corpora_select(args) -> None:
+    """Replace params.yaml's corpora section with another file's, keeping every comment."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    params, chosen = yaml.load(Path(args.params)), yaml.load(Path(args.file))
+    params["corpora"] = chosen["corpora"]
+    yaml.dump(params, Path(args.params))
+    print(f"{args.params}: corpora are now {', '.join(chosen['corpora'])}")
+
+
+def _cmd_demo(args) -> None:
+    from .demo import generate
+
+    counts = generate(args.directory, seed=args.seed)
+    for name, n in counts.items():
+        print(f"{name:8s} {n:4d} synthetic utterances -> {Path(args.directory) / name}")
+
+
+def _cmd_table(args) -> None:
+    from .config import corpus_config, load_params
+    from .corpora import load_corpus
+
+    cfg = corpus_config(load_params(args.params), args.corpus)
+    table = load_corpus(cfg.loader, cfg.root, valence=cfg.valence, corpus=cfg.name, **cfg.options)
+    out = Path(args.out or f"tables/{cfg.name}.parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out, index=False)
+    counts = table["valence"].value_counts().to_dict()
+    print(f"{cfg.name}: {len(table)} utterances, {table['speaker'].nunique()} speakers, {counts} -> {out}")
+
+
+def _cmd_features(args) -> None:
+    import pandas as pd
+
+    from .config import corpus_config, feature_settings, load_params
+    from .features import extract_table
+
+    params = load_params(args.params)
+    cfg, settings = corpus_config(params, args.corpus), feature_settings(params)
+    table = pd.read_parquet(args.table or f"tables/{cfg.name}.parquet")
+    features, rejected = extract_table(table, cfg.root, settings, progress=f"eGeMAPS {cfg.name}")
+    out = Path(args.out or f"features/{cfg.name}.parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    features.to_parquet(out, index=False)
+    rejected.to_csv(out.with_suffix(".rejected.csv"), index=False)
+    note = f", {len(rejected)} rejected (listed in {out.with_suffix('.rejected.csv')})" if len(rejected) else ""
+    print(f"{cfg.name}: {len(features)} x {features.shape[1]} -> {out}{note}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crossemo",
+        description="Cross-corpus speech emotion (valence) recognition: corpora, eGeMAPS features, DBNs.",
+        epilog="The pipeline itself runs with `dvc repro`; these commands are its stages and tools.")
+    parser.add_argument("--version", action="version", version=f"crossemo {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    corpora = sub.add_parser("corpora", help="list, inspect and import corpora").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    corpora.add_parser("list", help="the corpus loaders and their languages").set_defaults(func=_cmd_corpora_list)
+    show = corpora.add_parser("show", help="read a corpus and count its emotions and valence")
+    show.add_argument("name", help="loader name, as in `crossemo corpora list`")
+    show.add_argument("root", help="the corpus folder (or CSV manifest)")
+    show.set_defaults(func=_cmd_corpora_show)
+    imp = corpora.add_parser("import", help="copy real corpora under data/ for DVC to track")
+    imp.add_argument("source", help="folder holding one folder per corpus, e.g. ../shared/corpora")
+    imp.add_argument("target", nargs="?", default="data/real", help="where to copy them (default: data/real)")
+    imp.set_defaults(func=_cmd_corpora_import)
+    sel = corpora.add_parser("select", help="take the corpora section of params.yaml from another file")
+    sel.add_argument("file", help="a YAML file with a corpora: section, e.g. params.real.yaml")
+    sel.add_argument("--params", default="params.yaml")
+    sel.set_defaults(func=_cmd_corpora_select)
+
+    demo = sub.add_parser("demo", help="the embedded default: synthetic demo corpora").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    gen = demo.add_parser("generate", help="write the five synthetic corpora (deterministic)")
+    gen.add_argument("directory", nargs="?", default="data/demo")
+    gen.add_argument("--seed", type=int, default=2018)
+    gen.set_defaults(func=_cmd_demo)
+
+    table = sub.add_parser("table", help="DVC stage: one corpus' common table (tables/NAME.parquet)")
+    table.add_argument("corpus", help="a key of params.yaml's corpora")
+    table.add_argument("--params", default="params.yaml")
+    table.add_argument("--out")
+    table.set_defaults(func=_cmd_table)
+
+    feats = sub.add_parser("features", help="DVC stage: eGeMAPSv02 functionals (features/NAME.parquet)")
+    feats.add_argument("corpus", help="a key of params.yaml's corpora")
+    feats.add_argument("--params", default="params.yaml")
+    feats.add_argument("--table", help="default: tables/NAME.parquet")
+    feats.add_argument("--out")
+    feats.set_defaults(func=_cmd_features)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    from .audio import BadAudio
+    from .corpora import CorpusError
+
+    try:
+        args.func(args)
+    except (CorpusError, BadAudio, KeyError, ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The common corpus table: its columns, vocabularies and errors."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+
+class Emotion(StrEnum):
+    """Canonical emotion vocabulary shared by every loader."""
+
+    ANGER = "anger"
+    BOREDOM = "boredom"
+    CALM = "calm"
+    DISGUST = "disgust"
+    FEAR = "fear"
+    HAPPINESS = "happiness"
+    NEUTRAL = "neutral"
+    SADNESS = "sadness"
+    SURPRISE = "surprise"
+    # Corpus-specific categories (IEMOCAP, FAU-AIBO) that the valence map may still use.
+    EXCITEMENT = "excitement"
+    FRUSTRATION = "frustration"
+    OTHER = "other"
+    UNDECIDED = "undecided"
+    EMPHATIC = "emphatic"
+    POSITIVE = "positive"
+    REST = "rest"
+    NEGATIVE = "negative"
+    IDLE = "idle"
+
+
+class Valence(StrEnum):
+    NEGATIVE = "negative"
+    POSITIVE = "positive"
+    EXCLUDED = "excluded"
+
+
+class Gender(StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+    UNKNOWN = "unknown"
+
+
+#: Columns every corpus table has, in this order; loaders may add grouping columns after them.
+COLUMNS = (
+    "corpus",
+    "language",
+    "speaker",
+    "gender",
+    "utterance_id",
+    "path",
+    "emotion",
+    "valence",
+)
+
+
+class CorpusError(ValueError):
+    """A corpus could not be read: says which corpus, which file, and what was expected."""
+
+    def __init__(self, corpus: str, where: Path | str, problem: str, expected: str):
+        self.corpus, self.where, self.problem, self.expected = corpus, str(where), problem, expected
+        super().__init__(f"[{corpus}] {where}: {problem}. Expected {expected}.")

@@ -1,0 +1,153 @@
+"""openSMILE eGeMAPSv02 functionals (88 per utterance), cached per file, on several cores."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import opensmile
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .audio import BadAudio, read_utterance
+
+log = logging.getLogger(__name__)
+
+
+class OnBadAudio(StrEnum):
+    STOP = "stop"  # fail the run, naming every bad file
+    SKIP = "skip"  # leave the file out and list it in the rejection report
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    sampling_rate: int = 16000  # features change with the input rate: bring every file to one
+    channel: int = 0
+    min_duration: float = 0.25
+    on_bad_audio: OnBadAudio = OnBadAudio.STOP
+    workers: int = 2
+    cache_dir: str = ".cache/egemaps"
+
+    def __post_init__(self):
+        object.__setattr__(self, "on_bad_audio", OnBadAudio(self.on_bad_audio))
+        if self.workers < 1:
+            raise ValueError(f"features.workers must be at least 1, not {self.workers}")
+
+    def fingerprint(self) -> str:
+        """What the features depend on (not workers, cache place or the bad-file policy)."""
+        keys = {"sampling_rate": self.sampling_rate, "channel": self.channel,
+                "feature_set": "eGeMAPSv02", "opensmile": opensmile.__version__}
+        return json.dumps(keys, sort_keys=True)
+
+
+FEATURE_NAMES: list[str] = []  # filled on first use: openSMILE's own 88 column names
+
+
+def feature_names() -> list[str]:
+    if not FEATURE_NAMES:
+        FEATURE_NAMES.extend(_smile(16000).feature_names)
+    return FEATURE_NAMES
+
+
+def _smile(sampling_rate: int) -> opensmile.Smile:
+    return opensmile.Smile(opensmile.FeatureSet.eGeMAPSv02, opensmile.FeatureLevel.Functionals,
+                           sampling_rate=sampling_rate, resample=True)
+
+
+class FeatureCache:
+    """One .npy per (file content, settings): a rerun or an added corpus computes only what is new."""
+
+    def __init__(self, directory: str | Path, fingerprint: str):
+        self.directory, self.fingerprint = Path(directory), fingerprint
+
+    def key(self, path: Path) -> str:
+        digest = hashlib.sha1(self.fingerprint.encode())
+        digest.update(Path(path).read_bytes())
+        return digest.hexdigest()
+
+    def _file(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.npy"
+
+    def get(self, key: str) -> np.ndarray | None:
+        file = self._file(key)
+        return np.load(file) if file.is_file() else None
+
+    def put(self, key: str, values: np.ndarray) -> None:
+        file = self._file(key)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, values)
+        tmp.replace(file)  # atomic: parallel workers never see half a file
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(settings: FeatureSettings) -> None:
+    # One Smile per process: building it costs more than extracting one short utterance.
+    _WORKER["settings"] = settings
+    _WORKER["smile"] = _smile(settings.sampling_rate)
+    _WORKER["cache"] = FeatureCache(settings.cache_dir, settings.fingerprint())
+
+
+def _extract_one(path: str) -> tuple[np.ndarray | None, str | None]:
+    """(features, None) or (None, reason): errors travel back as values so none is lost."""
+    settings, cache = _WORKER["settings"], _WORKER["cache"]
+    try:
+        key = cache.key(Path(path))
+    except OSError as error:
+        return None, f"unreadable ({error.strerror})"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached, None
+    try:
+        utterance = read_utterance(path, settings.channel, settings.min_duration)
+    except BadAudio as bad:
+        return None, bad.reason
+    values = _WORKER["smile"].process_signal(utterance.signal, utterance.sampling_rate).to_numpy()[0]
+    if np.isnan(values).any():
+        return None, "openSMILE returned NaN features (too little voiced speech)"
+    values = values.astype(np.float32)
+    cache.put(key, values)
+    return values, None
+
+
+def extract(paths: list[Path], settings: FeatureSettings, progress: str = "eGeMAPS") -> tuple[np.ndarray, dict[int, str]]:
+    """Features for each path (rows of NaN where bad) and {index: reason} for the bad ones."""
+    n_features = len(feature_names())
+    out = np.full((len(paths), n_features), np.nan, dtype=np.float32)
+    bad: dict[int, str] = {}
+    jobs = [str(p) for p in paths]
+    chunk = max(1, min(32, len(jobs) // (settings.workers * 8) or 1))
+    with ProcessPoolExecutor(settings.workers, initializer=_init_worker, initargs=(settings,)) as pool:
+        results = pool.map(_extract_one, jobs, chunksize=chunk)
+        for i, (values, reason) in enumerate(tqdm(results, total=len(jobs), desc=progress, unit="file")):
+            if reason is None:
+                out[i] = values
+            else:
+                bad[i] = reason
+    return out, bad
+
+
+def extract_table(table: pd.DataFrame, root: Path, settings: FeatureSettings,
+                  progress: str = "eGeMAPS") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(table joined with the 88 features, rejected files with reasons). Raises on bad files under `stop`."""
+    paths = [Path(root) / p for p in table["path"]]
+    values, bad = extract(paths, settings, progress)
+    rejected = pd.DataFrame({"path": [str(table["path"].iloc[i]) for i in bad], "reason": list(bad.values())},
+                            columns=["path", "reason"])
+    if bad and settings.on_bad_audio is OnBadAudio.STOP:
+        listing = "\n".join(f"  {root / p}: {r}" for p, r in zip(rejected["path"], rejected["reason"]))
+        raise BadAudio(root, f"{len(bad)} unusable audio file(s):\n{listing}\n"
+                             "Fix or remove them, or set features.on_bad_audio: skip to list them in a report")
+    keep = np.ones(len(table), dtype=bool)
+    keep[list(bad)] = False
+    features = pd.DataFrame(values[keep], columns=feature_names(), index=table.index[keep])
+    return pd.concat([table[keep], features], axis=1).reset_index(drop=True), rejected
