@@ -44,6 +44,7 @@ LANGUAGES = {
     "italian": dict(vowels=[(800, 1250), (450, 2000), (300, 2300), (450, 850), (320, 750)],
                     syllable=0.15, spread=0.12, fricative=3800),
 }
+REFERENCE_POWER = 0.05  # about the power of neutral synthetic speech before the recording gain
 VOICES = {"male": (115.0, 1.0), "female": (205.0, 1.15), "child": (280.0, 1.3)}  # F0 Hz, formant scale
 
 
@@ -120,18 +121,20 @@ def _fft_size(n: int) -> int:
 
 
 def _record(rng: np.random.Generator, speech: np.ndarray, recording: Recording) -> np.ndarray:
-    """Band limits, noise at the corpus' SNR and a level; a second, different microphone if stereo."""
+    """Band limits, a noise floor and a fixed gain; a second, different microphone if stereo.
+
+    Gain and noise are the corpus' own, not the utterance's: normalising each file to its peak
+    would erase the loudness that emotions change.
+    """
     low, high = recording.band
     n_fft = _fft_size(len(speech))
     freqs = np.fft.rfftfreq(n_fft, 1 / recording.rate)
     speech = np.fft.irfft(np.fft.rfft(speech, n_fft) * ((freqs >= low) & (freqs <= high)), n_fft)[: len(speech)]
-    power = np.mean(speech ** 2) + 1e-12
-    noisy = speech + rng.standard_normal(len(speech)) * np.sqrt(power / 10 ** (recording.snr_db / 10))
-    channels = [noisy]
+    floor = np.sqrt(REFERENCE_POWER / 10 ** (recording.snr_db / 10))
+    channels = [speech + rng.standard_normal(len(speech)) * floor]
     if recording.channels == 2:  # EMOVO-like: an anti-correlated second microphone
-        channels.append(-0.3 * speech + rng.standard_normal(len(speech)) * np.sqrt(power) * 0.5)
-    signal = np.stack(channels)
-    return np.clip(signal / (np.abs(signal).max() + 1e-9) * 10 ** (recording.level_db / 20), -1, 1)
+        channels.append(-0.3 * speech + rng.standard_normal(len(speech)) * np.sqrt(REFERENCE_POWER) * 0.5)
+    return np.clip(np.stack(channels) * 10 ** (recording.level_db / 20), -1, 1)
 
 
 def write_wav(path: Path, signal: np.ndarray, rate: int) -> None:
@@ -174,7 +177,7 @@ class DemoCorpus:
 
 class EmoDB(DemoCorpus):
     language = "german"
-    recording = Recording(rate=16000, snr_db=35, band=(60, 7800), level_db=-6)
+    recording = Recording(rate=16000, snr_db=35, band=(60, 7800), level_db=-10)
     letters = {"anger": "W", "boredom": "L", "disgust": "E", "fear": "A", "happiness": "F", "sadness": "T", "neutral": "N"}
 
     def utterances(self):

@@ -1,0 +1,78 @@
+"""The paper's comparison: a sparse autoencoder learned for feature transfer, then an SVM (after Deng et al. 2014).
+
+The autoencoder learns one sigmoid code from the training features together with any unlabeled
+rows (the target corpus' features, without labels), so that both domains share one representation.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .dbn import batches, trainer
+from .models import ValenceModel, calibrated_svm
+
+
+class SparseAutoencoder(nn.Module):
+    def __init__(self, n_inputs: int, n_hidden: int):
+        super().__init__()
+        self.encoder = nn.Linear(n_inputs, n_hidden)
+        self.decoder = nn.Linear(n_hidden, n_inputs)  # linear output: the inputs are standardised reals
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.encoder(x))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        code = self.encode(x)
+        return self.decoder(code), code
+
+
+class SparseAutoencoderModule(L.LightningModule):
+    """Reconstruction error plus a KL penalty pulling each unit's mean activation to `sparsity_target`."""
+
+    def __init__(self, net: SparseAutoencoder, learning_rate: float, sparsity_target: float, sparsity_weight: float,
+                 weight_decay: float):
+        super().__init__()
+        self.net, self.learning_rate, self.weight_decay = net, learning_rate, weight_decay
+        self.sparsity_target, self.sparsity_weight = sparsity_target, sparsity_weight
+
+    def training_step(self, batch, batch_index):
+        (x,) = batch
+        reconstruction, code = self.net(x)
+        rho, rho_hat = self.sparsity_target, code.mean(0).clamp(1e-6, 1 - 1e-6)
+        kl = (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
+        loss = F.mse_loss(reconstruction, x) + self.sparsity_weight * kl
+        self.log("sae/loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+
+
+class SparseAutoencoderSVM(ValenceModel):
+    def __init__(self, hidden: int = 256, sparsity_target: float = 0.05, sparsity_weight: float = 0.1,
+                 learning_rate: float = 1e-3, weight_decay: float = 1e-4, epochs: int = 100, batch_size: int = 128,
+                 C: float = 1.0, seed: int = 0, progress: bool = False, logger=None):
+        self.hidden, self.sparsity_target, self.sparsity_weight = hidden, sparsity_target, sparsity_weight
+        self.learning_rate, self.weight_decay, self.epochs, self.batch_size = learning_rate, weight_decay, epochs, batch_size
+        self.C, self.seed, self.progress, self.logger = C, seed, progress, logger
+
+    def _fit(self, x, y, groups, unlabeled):
+        L.seed_everything(self.seed, workers=False, verbose=False)
+        x_all = x if unlabeled is None else np.concatenate([x, unlabeled])
+        self.autoencoder_ = SparseAutoencoder(x.shape[1], self.hidden)
+        module = SparseAutoencoderModule(self.autoencoder_, self.learning_rate, self.sparsity_target,
+                                         self.sparsity_weight, self.weight_decay)
+        trainer(self.epochs, self.logger, self.progress).fit(
+            module, batches(torch.from_numpy(x_all), self.batch_size, True, self.seed))
+        self.svm_ = calibrated_svm(C=self.C, seed=self.seed).fit(self._code(x), y)
+
+    @torch.no_grad()
+    def _code(self, x: np.ndarray) -> np.ndarray:
+        return self.autoencoder_.eval().encode(torch.from_numpy(x)).numpy()
+
+    def _proba(self, x):
+        return self.svm_.predict_proba(self._code(x))

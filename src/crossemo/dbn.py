@@ -1,0 +1,275 @@
+"""Deep Belief Network: greedy layer-wise RBM pretraining (a Lightning custom loop), then fine-tuning.
+
+`RBMStack` and `FeedForward` are plain modules; the LightningModules `LayerPretrainer` and
+`ValenceClassifier` own the training rules, losses and metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+
+from .rbm import RBM, VisibleUnits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Contrastive-divergence training of each RBM (defaults: Hinton's practical guide where the paper is silent)."""
+
+    learning_rate: float = 1e-3
+    epochs: int | tuple[int, ...] = 500  # one number for every layer, or one per layer
+    cd_steps: int = 1
+    persistent: bool = False  # persistent CD: the negative chain carries over between batches
+    momentum: float = 0.9  # 0.5 for the first `momentum_warmup` epochs, then this (guide, sec. 9)
+    momentum_warmup: int = 5
+    weight_decay: float = 2e-4  # L2 on the weights only (guide, sec. 10)
+    sparsity_target: float | None = None  # desired mean hidden activation (guide, sec. 11)
+    sparsity_cost: float = 0.0
+    batch_size: int = 256
+
+    def __post_init__(self):
+        if self.cd_steps < 1:
+            raise ValueError(f"cd_steps must be at least 1, not {self.cd_steps}")
+        if self.sparsity_target is not None and not 0 < self.sparsity_target < 1:
+            raise ValueError(f"sparsity_target must lie in (0, 1), not {self.sparsity_target}")
+        if isinstance(self.epochs, list):
+            object.__setattr__(self, "epochs", tuple(self.epochs))
+
+    def epochs_for(self, layer: int, n_layers: int) -> int:
+        if isinstance(self.epochs, tuple):
+            if len(self.epochs) != n_layers:
+                raise ValueError(f"pretrain.epochs lists {len(self.epochs)} layers but the stack has {n_layers}")
+            return self.epochs[layer]
+        return self.epochs
+
+
+class RBMStack(nn.Module):
+    """Gaussian-Bernoulli bottom layer on standardised features, Bernoulli-Bernoulli above."""
+
+    def __init__(self, n_inputs: int, hidden: tuple[int, ...]):
+        super().__init__()
+        sizes = (n_inputs, *hidden)
+        self.layers = nn.ModuleList(
+            RBM(v, h, VisibleUnits.GAUSSIAN if i == 0 else VisibleUnits.BERNOULLI)
+            for i, (v, h) in enumerate(zip(sizes, sizes[1:])))
+
+    @torch.no_grad()
+    def transform(self, x: torch.Tensor, layers: int | None = None) -> torch.Tensor:
+        """Hidden probabilities after the first `layers` RBMs (all by default): the next layer's data."""
+        for rbm in list(self.layers)[:layers]:
+            x = rbm.hidden_probs(x)
+        return x
+
+
+def batches(x: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    """Whole batches by tensor indexing: a per-row collate would cost more than the CD step."""
+    dataset = TensorDataset(x)
+    order = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(dataset)
+    return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False))
+
+
+class LayerPretrainer(L.LightningModule):
+    """Trains one RBM by CD-k / PCD with manual optimisation: the gradient is the CD statistic itself."""
+
+    def __init__(self, rbm: RBM, settings: PretrainSettings, layer: int = 0, held_out: torch.Tensor | None = None,
+                 monitor_rows: int = 512):
+        super().__init__()
+        self.automatic_optimization = False
+        self.rbm, self.settings, self.layer = rbm, settings, layer
+        self.held_out = held_out[:monitor_rows] if held_out is not None else None
+        self.monitor_rows = monitor_rows
+        self.chain: torch.Tensor | None = None
+        self.mean_activation: torch.Tensor | None = None
+        self._epoch_error, self._epoch_batches = 0.0, 0
+        self._seen: list[torch.Tensor] = []
+
+    def configure_optimizers(self):
+        s = self.settings
+        return torch.optim.SGD([
+            {"params": [self.rbm.weight], "weight_decay": s.weight_decay},
+            {"params": [self.rbm.visible_bias, self.rbm.hidden_bias], "weight_decay": 0.0},
+        ], lr=s.learning_rate, momentum=0.5)
+
+    def on_train_epoch_start(self):
+        momentum = 0.5 if self.current_epoch < self.settings.momentum_warmup else self.settings.momentum
+        for group in self.optimizers().optimizer.param_groups:
+            group["momentum"] = momentum
+        self._epoch_error, self._epoch_batches = 0.0, 0
+
+    def training_step(self, batch, batch_index):
+        (v0,) = batch
+        s = self.settings
+        chain = None
+        if s.persistent:
+            if self.chain is None or self.chain.shape[0] != v0.shape[0]:
+                self.chain = v0.clone()
+            chain = self.chain
+        stats = self.rbm.contrastive_divergence(v0, k=s.cd_steps, chain=chain)
+        if s.persistent:
+            self.chain = stats.chain_end
+        hidden_grad = stats.hidden_bias
+        weight_grad = stats.weight
+        if s.sparsity_target is not None and s.sparsity_cost > 0:
+            # Push a running mean of each unit's activation towards the target (guide, sec. 11.1).
+            q = stats.hidden_probs.mean(0)
+            self.mean_activation = q if self.mean_activation is None else 0.95 * self.mean_activation + 0.05 * q
+            penalty = s.sparsity_cost * (s.sparsity_target - self.mean_activation)
+            hidden_grad = hidden_grad + penalty
+            weight_grad = weight_grad + v0.mean(0)[:, None] * penalty[None, :]
+        optimizer = self.optimizers()
+        # SGD descends: hand it the negative of the log-likelihood's ascent direction.
+        self.rbm.weight.grad = -weight_grad
+        self.rbm.visible_bias.grad = -stats.visible_bias
+        self.rbm.hidden_bias.grad = -hidden_grad
+        optimizer.step()
+        if stats.reconstruction is not None:
+            self._epoch_error += float(((v0 - stats.reconstruction) ** 2).mean())
+            self._epoch_batches += 1
+        if batch_index == 0:
+            self._seen = [v0[: self.monitor_rows]]
+
+    def on_train_epoch_end(self):
+        name = f"pretrain/layer{self.layer}"
+        metrics = {}
+        if self._epoch_batches:
+            metrics[f"{name}/reconstruction_error"] = self._epoch_error / self._epoch_batches
+        if self.held_out is not None and self._seen:
+            # Free-energy gap between training and held-out data: it grows when the RBM overfits (guide, sec. 6).
+            with torch.no_grad():
+                gap = self.rbm.free_energy(self.held_out).mean() - self.rbm.free_energy(self._seen[0]).mean()
+            metrics[f"{name}/free_energy_gap"] = float(gap)
+        if metrics:
+            self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
+
+
+def trainer(max_epochs: int, logger=None, progress: bool = True, callbacks=None, **kwargs) -> L.Trainer:
+    if not progress:  # quiet means quiet: no device banner or tips for every layer and every model
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    return L.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=logger if logger is not None else False,
+                     enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
+                     callbacks=callbacks, num_sanity_val_steps=0, deterministic=True, log_every_n_steps=1, **kwargs)
+
+
+def pretrain_stack(x: torch.Tensor, hidden: tuple[int, ...], settings: PretrainSettings,
+                   held_out: torch.Tensor | None = None, logger=None, progress: bool = True, seed: int = 0) -> RBMStack:
+    """Greedy layer-wise pretraining: layer i learns the hidden activations of the trained layers below it."""
+    L.seed_everything(seed, workers=False, verbose=False)
+    stack = RBMStack(x.shape[1], tuple(hidden))
+    data, monitor = x, held_out
+    for i, rbm in enumerate(stack.layers):
+        epochs = settings.epochs_for(i, len(stack.layers))
+        if epochs > 0:
+            log.info("pretraining layer %d (%d x %d) for %d epochs", i, rbm.n_visible, rbm.n_hidden, epochs)
+            module = LayerPretrainer(rbm, settings, layer=i, held_out=monitor)
+            trainer(epochs, logger, progress).fit(module, batches(data, settings.batch_size, True, seed + i))
+        data = rbm.hidden_probs(data).detach()
+        monitor = rbm.hidden_probs(monitor).detach() if monitor is not None else None
+    return stack
+
+
+class FeedForward(nn.Module):
+    """Sigmoid layers as in the RBMs, then a linear head over the classes."""
+
+    def __init__(self, n_inputs: int, hidden: tuple[int, ...], n_classes: int = 2, dropout: float = 0.0):
+        super().__init__()
+        sizes = (n_inputs, *hidden)
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes, sizes[1:]))
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(sizes[-1], n_classes)
+
+    @classmethod
+    def from_stack(cls, stack: RBMStack, n_classes: int = 2, dropout: float = 0.0) -> FeedForward:
+        net = cls(stack.layers[0].n_visible, tuple(r.n_hidden for r in stack.layers), n_classes, dropout)
+        with torch.no_grad():
+            for linear, rbm in zip(net.hidden, stack.layers):
+                linear.weight.copy_(rbm.weight.t())
+                linear.bias.copy_(rbm.hidden_bias)
+        return net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for linear in self.hidden:
+            x = self.dropout(torch.sigmoid(linear(x)))
+        return self.head(x)
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    learning_rate: float = 1e-3
+    max_epochs: int = 200
+    patience: int = 20  # epochs without a better validation UAR before stopping
+    batch_size: int = 64
+    weight_decay: float = 0.0
+    dropout: float = 0.0
+    validation_fraction: float = 0.2  # of the training speakers, held out for early stopping
+
+
+class ValenceClassifier(L.LightningModule):
+    """Class-weighted cross-entropy; validation UAR (unweighted average recall) for early stopping."""
+
+    def __init__(self, net: FeedForward, settings: FinetuneSettings, class_weights: torch.Tensor):
+        super().__init__()
+        self.net, self.settings = net, settings
+        self.register_buffer("class_weights", class_weights)
+        self._val_pred: list[torch.Tensor] = []
+        self._val_true: list[torch.Tensor] = []
+        self.best_uar_, self.best_state_ = -1.0, None
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_index):
+        x, y = batch
+        loss = F.cross_entropy(self.net(x), y, weight=self.class_weights)
+        self.log("finetune/train_loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_index):
+        x, y = batch
+        logits = self.net(x)
+        self.log("finetune/val_loss", F.cross_entropy(logits, y, weight=self.class_weights), on_epoch=True)
+        self._val_pred.append(logits.argmax(1))
+        self._val_true.append(y)
+
+    def on_validation_epoch_end(self):
+        uar = unweighted_average_recall(torch.cat(self._val_true), torch.cat(self._val_pred), self.net.head.out_features)
+        self._val_pred, self._val_true = [], []
+        self.log("finetune/val_uar", uar, prog_bar=True)
+        if uar > self.best_uar_:  # keep the best checkpoint in memory: the nets are small
+            self.best_uar_ = uar
+            self.best_state_ = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.net.parameters(), lr=self.settings.learning_rate,
+                                weight_decay=self.settings.weight_decay)
+
+
+def unweighted_average_recall(true: torch.Tensor, pred: torch.Tensor, n_classes: int) -> float:
+    """Mean of the per-class recalls over the classes present in `true`."""
+    recalls = [float((pred[true == c] == c).float().mean()) for c in range(n_classes) if (true == c).any()]
+    return float(np.mean(recalls)) if recalls else 0.0
+
+
+def finetune(net: FeedForward, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+             settings: FinetuneSettings, logger=None, progress: bool = True, seed: int = 0) -> FeedForward:
+    """Supervised training with early stopping on validation UAR; returns the net at its best epoch."""
+    L.seed_everything(seed, workers=False, verbose=False)
+    counts = torch.bincount(y, minlength=net.head.out_features).clamp(min=1).float()
+    module = ValenceClassifier(net, settings, counts.sum() / (len(counts) * counts))
+    train = DataLoader(TensorDataset(x, y), batch_size=None, sampler=BatchSampler(
+        RandomSampler(range(len(x)), generator=torch.Generator().manual_seed(seed)), settings.batch_size, False))
+    val = DataLoader(TensorDataset(x_val, y_val), batch_size=None,
+                     sampler=BatchSampler(SequentialSampler(range(len(x_val))), 4096, False))
+    stop = L.pytorch.callbacks.EarlyStopping("finetune/val_uar", mode="max", patience=settings.patience)
+    trainer(settings.max_epochs, logger, progress, callbacks=[stop]).fit(module, train, val)
+    if module.best_state_ is not None:
+        net.load_state_dict(module.best_state_)
+    return net.eval()

@@ -1,0 +1,164 @@
+"""Layer-wise pretraining through the Lightning loop, fine-tuning, and the shared model interface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger
+
+from crossemo.dbn import (FeedForward, FinetuneSettings, LayerPretrainer, PretrainSettings, RBMStack, batches,
+                          finetune, pretrain_stack, trainer, unweighted_average_recall)
+from crossemo.models import CLASSES, DBNValence, make_model, validation_split
+from crossemo.rbm import RBM
+
+from .test_rbm import log_likelihood
+
+
+def toy_patterns(n: int = 400, seed: int = 0) -> torch.Tensor:
+    """Two 4-bit patterns with 5% bit flips: structure an RBM can learn."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.tensor([[1.0, 1, 0, 0], [0, 0, 1, 1]], dtype=torch.float64)[torch.randint(0, 2, (n,), generator=g)]
+    flips = torch.rand(base.shape, generator=g, dtype=torch.float64) < 0.05
+    return torch.where(flips, 1 - base, base)
+
+
+def test_a_few_epochs_of_cd_through_the_lightning_loop_raise_the_exact_log_likelihood():
+    torch.manual_seed(0)
+    rbm = RBM(4, 3, "bernoulli").double()
+    data = toy_patterns()
+    before = log_likelihood(rbm, data)
+    settings = PretrainSettings(learning_rate=0.1, epochs=10, batch_size=20, weight_decay=0.0)
+    trainer(10, progress=False).fit(LayerPretrainer(rbm, settings), batches(data, 20, True))
+    after = log_likelihood(rbm, data)
+    assert after > before + 0.5, (before, after)  # nats per example; uniform is -4 ln 2 = -2.77
+
+
+def test_persistent_cd_also_learns():
+    torch.manual_seed(0)
+    rbm = RBM(4, 3, "bernoulli").double()
+    data = toy_patterns()
+    before = log_likelihood(rbm, data)
+    settings = PretrainSettings(learning_rate=0.05, epochs=15, batch_size=20, weight_decay=0.0, persistent=True)
+    trainer(15, progress=False).fit(LayerPretrainer(rbm, settings), batches(data, 20, True))
+    assert log_likelihood(rbm, data) > before + 0.5
+
+
+def blobs(n: int = 240, d: int = 12, seed: int = 0, shift: float = 1.5):
+    """Two Gaussian classes in d dimensions, with 6 'speakers'."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.standard_normal((n, d)).astype(np.float32) + shift * y[:, None] * (np.arange(d) < 4)
+    return x.astype(np.float32), CLASSES[y], np.repeat([f"s{i}" for i in range(6)], n // 6)
+
+
+def test_pretraining_is_greedy_with_per_layer_epochs_and_logs_per_epoch(tmp_path):
+    x, _, _ = blobs()
+    logger = CSVLogger(tmp_path, name="pretrain")
+    settings = PretrainSettings(epochs=(0, 3, 2), batch_size=32, learning_rate=0.01)
+    torch.manual_seed(0)
+    untouched = RBMStack(12, (16, 8, 6)).layers[0].weight.detach().clone()
+    stack = pretrain_stack(torch.from_numpy(x), (16, 8, 6), settings, held_out=torch.from_numpy(x[:40]),
+                           logger=logger, progress=False, seed=0)
+    torch.testing.assert_close(stack.layers[0].weight, untouched)  # 0 epochs: layer 0 left as initialised
+    metrics = pd.read_csv(next(tmp_path.rglob("metrics.csv")))
+    for layer, epochs in ((1, 3), (2, 2)):
+        column = f"pretrain/layer{layer}/reconstruction_error"
+        assert metrics[column].notna().sum() == epochs
+        assert metrics[f"pretrain/layer{layer}/free_energy_gap"].notna().sum() == epochs
+    assert "pretrain/layer0/reconstruction_error" not in metrics
+
+
+def test_upper_layers_learn_from_the_activations_below():
+    """Layer 1's data is layer 0's hidden probabilities: its visible biases move towards their mean."""
+    x, _, _ = blobs()
+    stack = pretrain_stack(torch.from_numpy(x), (16, 8), PretrainSettings(epochs=20, batch_size=32, learning_rate=0.05),
+                           progress=False, seed=1)
+    below = stack.transform(torch.from_numpy(x), layers=1).mean(0)
+    reconstructed = torch.sigmoid(stack.layers[1].visible_bias.detach())
+    assert float((reconstructed - below).abs().mean()) < float((0.5 - below).abs().mean())
+
+
+def test_sparsity_target_lowers_the_mean_hidden_activation():
+    x, _, _ = blobs()
+    means = []
+    for target in (None, 0.05):
+        settings = PretrainSettings(epochs=15, batch_size=32, learning_rate=0.05, sparsity_target=target, sparsity_cost=2.0)
+        stack = pretrain_stack(torch.from_numpy(x), (16,), settings, progress=False, seed=0)
+        means.append(float(stack.transform(torch.from_numpy(x)).mean()))
+    assert means[1] < means[0] - 0.1, means
+
+
+def test_feed_forward_from_stack_computes_the_stack_activations():
+    torch.manual_seed(0)
+    stack = RBMStack(12, (16, 8))
+    for rbm in stack.layers:
+        torch.nn.init.normal_(rbm.weight, 0, 0.5)
+    net = FeedForward.from_stack(stack)
+    x = torch.randn(5, 12)
+    hidden = x
+    for linear in net.hidden:
+        hidden = torch.sigmoid(linear(hidden))
+    torch.testing.assert_close(hidden, stack.transform(x))
+
+
+def test_finetuning_returns_the_net_of_the_best_validation_uar(tmp_path):
+    x, y, _ = blobs(seed=3, shift=0.8)
+    t = torch.from_numpy
+    labels = t((y == "positive").astype(np.int64))
+    net = FeedForward(12, (8,))
+    logger = CSVLogger(tmp_path, name="finetune")
+    settings = FinetuneSettings(learning_rate=0.05, max_epochs=15, patience=15, batch_size=32)
+    best = finetune(net, t(x[:160]), labels[:160], t(x[160:]), labels[160:], settings, logger=logger, progress=False)
+    logged = pd.read_csv(next(tmp_path.rglob("metrics.csv")))["finetune/val_uar"].dropna()
+    with torch.no_grad():
+        uar = unweighted_average_recall(labels[160:], best(t(x[160:])).argmax(1), 2)
+    assert uar == pytest.approx(logged.max())
+    assert logged.iloc[-1] <= logged.max()
+
+
+def test_validation_split_is_speaker_disjoint():
+    _, y, speakers = blobs()
+    train, val = validation_split(y, speakers, 0.34, seed=0)
+    assert set(speakers[train]).isdisjoint(speakers[val]) and len(val) > 0
+    assert len(train) + len(val) == len(y)
+
+
+@pytest.mark.parametrize("name,params", [
+    ("svm", {}),
+    ("sae_svm", {"hidden": 16, "epochs": 20}),
+    ("mlp", {"hidden": (16,), "finetune": {"max_epochs": 30, "learning_rate": 0.01}}),
+    ("dbn", {"hidden": (16, 8), "pretrain": {"epochs": 5, "batch_size": 32, "learning_rate": 0.01},
+             "finetune": {"max_epochs": 30, "learning_rate": 0.01}}),
+])
+def test_every_model_learns_a_separable_problem_through_one_interface(name, params):
+    x, y, speakers = blobs(n=300, seed=5, shift=2.5)
+    model = make_model(name, seed=0, **params).fit(x[:240], y[:240], groups=speakers[:240], unlabeled=x[240:])
+    proba = model.predict_proba(x[240:])
+    assert proba.shape == (60, 2) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    predicted = model.predict(x[240:])
+    assert set(predicted) <= set(CLASSES)
+    recalls = [np.mean(predicted[y[240:] == c] == c) for c in CLASSES]
+    assert np.mean(recalls) > 0.85, (name, recalls)
+
+
+def test_same_seed_same_predictions_and_unknown_labels_rejected():
+    x, y, speakers = blobs(n=120)
+    params = dict(hidden=(8,), pretrain={"epochs": 2, "batch_size": 32}, finetune={"max_epochs": 5}, seed=4)
+    a = DBNValence(**params).fit(x, y, groups=speakers).predict_proba(x)
+    b = DBNValence(**params).fit(x, y, groups=speakers).predict_proba(x)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="unknown valence labels.*excluded"):
+        DBNValence(**params).fit(x, np.where(y == "positive", "excluded", y))
+    with pytest.raises(ValueError, match="unknown model"):
+        make_model("rbf_net")
+
+
+def test_pretrain_settings_reject_bad_combinations():
+    with pytest.raises(ValueError, match="cd_steps"):
+        PretrainSettings(cd_steps=0)
+    with pytest.raises(ValueError, match="sparsity_target"):
+        PretrainSettings(sparsity_target=1.5)
+    with pytest.raises(ValueError, match="lists 2 layers"):
+        PretrainSettings(epochs=[1, 2]).epochs_for(0, 3)
