@@ -33,6 +33,6 @@ test: $(STAMP)
 CORPORA ?= ../shared/corpora
 real: $(STAMP)
 	$(BIN)/crossemo corpora import $(CORPORA) data/real
-	$(BIN)/crossemo corpora select params.real.yaml
+	$(BIN)/crossemo params use params.real.yaml
 	$(BIN)/dvc add --quiet data
 	$(BIN)/dvc repro

@@ -162,3 +162,24 @@ def test_pretrain_settings_reject_bad_combinations():
         PretrainSettings(sparsity_target=1.5)
     with pytest.raises(ValueError, match="lists 2 layers"):
         PretrainSettings(epochs=[1, 2]).epochs_for(0, 3)
+
+
+def test_pretrained_stacks_are_cached_by_their_inputs(tmp_path, monkeypatch):
+    import crossemo.models as models
+
+    x, y, speakers = blobs(n=120)
+    calls = []
+    real = models.pretrain_stack
+    monkeypatch.setattr(models, "pretrain_stack", lambda *a, **k: calls.append(1) or real(*a, **k))
+    params = dict(hidden=(8,), pretrain={"epochs": 2, "batch_size": 32}, finetune={"max_epochs": 3},
+                  pretrain_data="unlabeled", cache_dir=str(tmp_path))
+    pool = x[::2]
+    first = DBNValence(seed=1, **params).fit(x, y, groups=speakers, unlabeled=pool)
+    second = DBNValence(seed=1, **params).fit(x[:60], y[:60], groups=speakers[:60], unlabeled=pool)
+    assert len(calls) == 1  # same pool, settings and seed: pretrained once
+    torch.testing.assert_close(first.stack_.layers[0].weight, second.stack_.layers[0].weight)
+    DBNValence(seed=2, **params).fit(x, y, groups=speakers, unlabeled=pool)
+    DBNValence(seed=1, **params).fit(x, y, groups=speakers, unlabeled=pool + 1)
+    assert len(calls) == 3
+    with pytest.raises(ValueError, match="no unlabeled rows"):
+        DBNValence(**params).fit(x, y, groups=speakers)

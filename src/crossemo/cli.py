@@ -39,15 +39,16 @@ def _cmd_corpora_import(args) -> None:
         print(f"copied {corpus} -> {target / corpus.name}")
 
 
-def _cmd_corpora_select(args) -> None:
-    """Replace params.yaml's corpora section with another file's, keeping every comment."""
+def _cmd_params_use(args) -> None:
+    """Replace whole top-level sections of params.yaml with another file's, keeping every comment."""
     from ruamel.yaml import YAML
 
     yaml = YAML()
     params, chosen = yaml.load(Path(args.params)), yaml.load(Path(args.file))
-    params["corpora"] = chosen["corpora"]
+    for section in chosen:
+        params[section] = chosen[section]
     yaml.dump(params, Path(args.params))
-    print(f"{args.params}: corpora are now {', '.join(chosen['corpora'])}")
+    print(f"{args.params}: took {', '.join(chosen)} from {args.file}")
 
 
 def _cmd_demo(args) -> None:
@@ -89,6 +90,29 @@ def _cmd_features(args) -> None:
     print(f"{cfg.name}: {len(features)} x {features.shape[1]} -> {out}{note}")
 
 
+def _cmd_experiment(args) -> None:
+    from .config import experiment_settings, load_params
+    from .experiments import Runner, load_features
+
+    params = load_params(args.params)
+    settings = experiment_settings(params, args.scenario)
+    table = load_features(list(params["corpora"]), args.features)
+    results = Runner(args.scenario, table, params, settings).run()
+    out = Path(args.out or f"results/{args.scenario}.parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results.to_parquet(out, index=False)
+    summary = results.groupby(["model"])[["accuracy", "uar"]].mean().round(3)
+    print(f"{args.scenario}: {len(results)} runs -> {out}\n{summary.to_string()}")
+
+
+def _cmd_report(args) -> None:
+    from .report import load_results, write_report
+
+    header = Path(args.header).read_text() if args.header else ""
+    write_report(load_results(args.results), args.out, header=header)
+    print(f"report -> {Path(args.out) / 'report.md'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crossemo",
@@ -109,10 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("source", help="folder holding one folder per corpus, e.g. ../shared/corpora")
     imp.add_argument("target", nargs="?", default="data/real", help="where to copy them (default: data/real)")
     imp.set_defaults(func=_cmd_corpora_import)
-    sel = corpora.add_parser("select", help="take the corpora section of params.yaml from another file")
-    sel.add_argument("file", help="a YAML file with a corpora: section, e.g. params.real.yaml")
-    sel.add_argument("--params", default="params.yaml")
-    sel.set_defaults(func=_cmd_corpora_select)
+    use = sub.add_parser("params", help="switch params.yaml sections, e.g. to the real corpora").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    take = use.add_parser("use", help="replace params.yaml's sections with those of another file")
+    take.add_argument("file", help="a YAML file, e.g. params.real.yaml")
+    take.add_argument("--params", default="params.yaml")
+    take.set_defaults(func=_cmd_params_use)
 
     demo = sub.add_parser("demo", help="the embedded default: synthetic demo corpora").add_subparsers(
         dest="action", required=True, metavar="ACTION")
@@ -133,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     feats.add_argument("--table", help="default: tables/NAME.parquet")
     feats.add_argument("--out")
     feats.set_defaults(func=_cmd_features)
+    exp = sub.add_parser("experiment", help="DVC stage: run one scenario for every model and seed (results/NAME.parquet)")
+    exp.add_argument("scenario", choices=["within", "single_source", "target_fraction", "multi_source", "leave_one_out"])
+    exp.add_argument("--params", default="params.yaml")
+    exp.add_argument("--features", default="features", help="folder of features/<corpus>.parquet")
+    exp.add_argument("--out")
+    exp.set_defaults(func=_cmd_experiment)
+
+    rep = sub.add_parser("report", help="DVC stage: figures, metrics.json and report.md from results/")
+    rep.add_argument("--results", default="results")
+    rep.add_argument("--out", default="reports")
+    rep.add_argument("--header", help="a markdown file to put at the top (e.g. the command and commit)")
+    rep.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -57,3 +57,26 @@ def corpus_config(params: dict, name: str) -> CorpusConfig:
 
 def feature_settings(params: dict) -> FeatureSettings:
     return FeatureSettings(**(params.get("features") or {}))
+
+
+def model_from_params(params: dict, name: str, seed: int = 0, **runtime):
+    """A fresh, unfitted model from params.yaml's `models.<name>` (runtime: progress, logger)."""
+    from .models import make_model
+
+    configs = params.get("models") or {}
+    if name not in configs:
+        raise KeyError(f"model configuration {name!r} is not in params.yaml's models: {', '.join(configs) or 'none'}")
+    spec = dict(configs[name])
+    kind = spec.pop("model", name)
+    return make_model(kind, seed=seed, **spec, **runtime)
+
+
+def experiment_settings(params: dict, scenario: str):
+    """The shared experiments settings plus the scenario's own section."""
+    from .experiments import ExperimentSettings
+
+    section = dict(params.get("experiments") or {})
+    own = {k: v for k, v in (section.pop(scenario, None) or {}).items()}
+    for name in ("within", "single_source", "target_fraction", "multi_source", "leave_one_out"):
+        section.pop(name, None)
+    return ExperimentSettings(**section, **own)

@@ -6,15 +6,18 @@ learned state ends in `_`. The experiments swap them by name (`MODELS`) from par
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+from enum import StrEnum
+from pathlib import Path
 import numpy as np
 import torch
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
-from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
-from .dbn import FeedForward, FinetuneSettings, PretrainSettings, finetune, pretrain_stack
+from .dbn import FeedForward, FinetuneSettings, PretrainSettings, RBMStack, finetune, pretrain_stack
 
 log = logging.getLogger(__name__)
 
@@ -40,38 +43,51 @@ def validation_split(y: np.ndarray, groups, fraction: float, seed: int) -> tuple
 
 
 class ValenceModel:
-    """The shared interface. Subclasses implement `_fit(x, y, groups, unlabeled)` and `_proba(x)`."""
+    """The shared interface. Subclasses implement `_fit(x, y, groups, unlabeled)` and `_proba(x)`.
+
+    Inputs are expected standardised: normalisation is a named choice of the experiment
+    (`crossemo.splits.Normalization`), not something each model does its own way.
+    """
 
     classes_ = CLASSES
 
     def fit(self, X, y, groups=None, unlabeled=None) -> ValenceModel:
         """X: features (rows: utterances); y: 'negative'/'positive'; groups: speakers (for validation);
-        unlabeled: extra feature rows (any corpus, target included) for unsupervised pretraining."""
-        x = np.asarray(X, dtype=np.float32)
-        self.scaler_ = StandardScaler().fit(x)  # statistics of the training features only
-        extra = None if unlabeled is None or len(unlabeled) == 0 else self._scale(unlabeled)
-        self._fit(self._scale(x), encode(y), None if groups is None else np.asarray(groups), extra)
+        unlabeled: extra feature rows (any corpus, target included) for unsupervised learning."""
+        x = _floats(X)
+        extra = None if unlabeled is None or len(unlabeled) == 0 else _floats(unlabeled)
+        self._fit(x, encode(y), None if groups is None else np.asarray(groups), extra)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
         """Columns in the order of `classes_`: p(negative), p(positive)."""
-        return self._proba(self._scale(X))
+        return self._proba(_floats(X))
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(1)]
 
-    def _scale(self, X) -> np.ndarray:
-        return self.scaler_.transform(np.asarray(X, dtype=np.float32)).astype(np.float32)
-
     def get_params(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    _not_pickled: tuple[str, ...] = ()
+
+    def __getstate__(self):
+        # A live logger holds a tracking client and cannot be pickled; a saved model needs neither.
+        state = {k: v for k, v in self.__dict__.items() if k not in self._not_pickled}
+        if "logger" in state:
+            state["logger"] = None
+        return state
+
+
+def _floats(X) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(X, dtype=np.float32))
 
 
 def calibrated_svm(C: float = 1.0, kernel: str = "rbf", seed: int = 0) -> CalibratedClassifierCV:
     """A class-balanced SVM with probabilities from cross-validated calibration (sklearn's successor
     of SVC(probability=True))."""
     svm = SVC(C=C, kernel=kernel, class_weight="balanced", random_state=seed)
-    return CalibratedClassifierCV(svm, ensemble=False)
+    return CalibratedClassifierCV(svm, cv=3, ensemble=False)
 
 
 class SVMValence(ValenceModel):
@@ -87,33 +103,56 @@ class SVMValence(ValenceModel):
         return self.svm_.predict_proba(x)
 
 
+class PretrainData(StrEnum):
+    """What the RBM stack is pretrained on."""
+
+    TRAIN = "train"  # the labelled training rows only
+    TRAIN_AND_UNLABELED = "train+unlabeled"  # plus the unlabeled rows given to fit (e.g. the target's audio)
+    UNLABELED = "unlabeled"  # the unlabeled rows alone: pass one shared pool and every run reuses one stack
+
+
 class DBNValence(ValenceModel):
     """RBM stack pretrained greedily with contrastive divergence, then fine-tuned with labels."""
 
     def __init__(self, hidden=(1000, 1000, 2000), pretrain: PretrainSettings | dict | None = None,
-                 finetune: FinetuneSettings | dict | None = None, use_unlabeled: bool = True,
-                 seed: int = 0, progress: bool = False, logger=None):
+                 finetune: FinetuneSettings | dict | None = None, pretrain_data: str = "train+unlabeled",
+                 seed: int = 0, progress: bool = False, logger=None, cache_dir: str | None = None):
         self.hidden, self.pretrain, self.finetune = tuple(hidden), pretrain, finetune
-        self.use_unlabeled, self.seed, self.progress, self.logger = use_unlabeled, seed, progress, logger
+        self.pretrain_data = PretrainData(pretrain_data)
+        self.seed, self.progress, self.logger, self.cache_dir = seed, progress, logger, cache_dir
 
     def _settings(self) -> tuple[PretrainSettings, FinetuneSettings]:
         pre = self.pretrain if isinstance(self.pretrain, PretrainSettings) else PretrainSettings(**(self.pretrain or {}))
         fine = self.finetune if isinstance(self.finetune, FinetuneSettings) else FinetuneSettings(**(self.finetune or {}))
         return pre, fine
 
+    def _pretraining_rows(self, x_train: np.ndarray, unlabeled: np.ndarray | None) -> np.ndarray:
+        if self.pretrain_data is PretrainData.TRAIN or unlabeled is None:
+            if self.pretrain_data is PretrainData.UNLABELED:
+                raise ValueError("pretrain_data is 'unlabeled' but fit was given no unlabeled rows")
+            return x_train
+        if self.pretrain_data is PretrainData.UNLABELED:
+            return unlabeled
+        return np.concatenate([x_train, unlabeled])
+
     def _pretrained_net(self, x_pre: np.ndarray, x_monitor: np.ndarray) -> FeedForward:
         pre, fine = self._settings()
-        stack = pretrain_stack(torch.from_numpy(x_pre), self.hidden, pre, torch.from_numpy(x_monitor),
-                               self.logger, self.progress, self.seed)
+        cache = StackCache(self.cache_dir) if self.cache_dir else None
+        key = cache.key(x_pre, self.hidden, pre, self.seed) if cache else None
+        stack = cache.get(key, x_pre.shape[1], self.hidden) if cache else None
+        if stack is None:
+            stack = pretrain_stack(torch.from_numpy(x_pre), self.hidden, pre, torch.from_numpy(x_monitor),
+                                   self.logger, self.progress, self.seed)
+            if cache:
+                cache.put(key, stack)
         self.stack_ = stack
+        torch.manual_seed(self.seed)  # the head's init must not depend on whether the stack came from the cache
         return FeedForward.from_stack(stack, dropout=fine.dropout)
 
     def _fit(self, x, y, groups, unlabeled):
         _, fine = self._settings()
         train, val = validation_split(y, groups, fine.validation_fraction, self.seed)
-        # Pretraining sees no validation rows, so early stopping judges unseen speakers.
-        x_pre = x[train] if unlabeled is None or not self.use_unlabeled else np.concatenate([x[train], unlabeled])
-        net = self._pretrained_net(x_pre, x[val])
+        net = self._pretrained_net(self._pretraining_rows(x[train], unlabeled), x[val])
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
         self.net_ = finetune(net, t(x[train]), t(y[train]), t(x[val]), t(y[val]), fine, self.logger,
                              self.progress, self.seed)
@@ -121,6 +160,36 @@ class DBNValence(ValenceModel):
     @torch.no_grad()
     def _proba(self, x):
         return torch.softmax(self.net_(torch.from_numpy(x)), dim=1).numpy()
+
+    #: the pretrained stack's weights live on in net_ and in the stack cache: don't save them twice
+    _not_pickled = ("stack_",)
+
+
+class StackCache:
+    """Pretrained stacks on disk, keyed by their exact inputs: the same rows, sizes, settings and seed."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+
+    def key(self, x: np.ndarray, hidden: tuple[int, ...], settings: PretrainSettings, seed: int) -> str:
+        digest = hashlib.sha1(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+        digest.update(repr((x.shape, tuple(hidden), settings, seed, torch.__version__)).encode())
+        return digest.hexdigest()
+
+    def get(self, key: str, n_inputs: int, hidden: tuple[int, ...]) -> RBMStack | None:
+        path = self.directory / f"{key}.pt"
+        if not path.is_file():
+            return None
+        stack = RBMStack(n_inputs, hidden)
+        stack.load_state_dict(torch.load(path, weights_only=True))
+        log.info("pretrained stack %s taken from the cache", key[:10])
+        return stack
+
+    def put(self, key: str, stack: RBMStack) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.directory / f"{key}.{os.getpid()}.tmp"
+        torch.save(stack.state_dict(), tmp)
+        tmp.replace(self.directory / f"{key}.pt")
 
 
 class FeedForwardValence(DBNValence):

@@ -1,0 +1,275 @@
+"""Figures, metrics.json and the markdown report, with the paper's own numbers beside ours."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and in CI
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .metrics import summarize
+
+#: Latif et al. (2018), within-corpus accuracy (%): DBN and sparse AE + SVM.
+PAPER_WITHIN = {
+    "aibo": (74.11, 71.73), "iemocap": (54.77, 50.29), "emodb": (72.38, 70.24),
+    "savee": (56.76, 50.95), "emovo": (76.22, 64.76),
+}
+KEYS = ["scenario", "protocol", "model", "source", "target", "fraction"]
+
+
+def confusion_figure(matrix: np.ndarray, title: str):
+    figure, axis = plt.subplots(figsize=(3.2, 3))
+    axis.imshow(matrix, cmap="Blues")
+    for (i, j), value in np.ndenumerate(matrix):
+        axis.text(j, i, str(value), ha="center", va="center", color="black")
+    axis.set_xticks([0, 1], ["negative", "positive"])
+    axis.set_yticks([0, 1], ["negative", "positive"])
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def load_results(directory: str | Path = "results") -> pd.DataFrame:
+    files = sorted(Path(directory).glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no results under {directory}/: run the experiment stages first (dvc repro)")
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def metrics_json(summary: pd.DataFrame) -> dict:
+    """scenario -> protocol -> model -> 'source->target[@fraction]' -> named means and 95% CIs."""
+    out: dict = {}
+    for row in summary.to_dict("records"):
+        pair = f"{row['source']}->{row['target']}" + (f"@{row['fraction']:.2f}" if row["fraction"] else "")
+        entry = {"seeds": int(row["seeds"]), "majority_rate": round(row["majority_rate"], 4)}
+        for metric in ("accuracy", "uar", "macro_f1"):
+            entry[f"{metric}_mean"] = round(row[metric], 4)
+            entry[f"{metric}_ci95_low"] = round(row[f"{metric}_ci_low"], 4)
+            entry[f"{metric}_ci95_high"] = round(row[f"{metric}_ci_high"], 4)
+        out.setdefault(row["scenario"], {}).setdefault(row["protocol"], {}).setdefault(row["model"], {})[pair] = entry
+    return out
+
+
+def _bars(axis, frame: pd.DataFrame, category: str, metric: str, models: list[str], extra=None):
+    """Grouped bars with 95% CI whiskers; `extra` adds hatched reference bars (the paper's)."""
+    categories = list(dict.fromkeys(frame[category]))
+    series = [(m, frame[frame["model"] == m].set_index(category)) for m in models]
+    extra = extra or []
+    width = 0.8 / (len(series) + len(extra))
+    x = np.arange(len(categories))
+    for i, (model, data) in enumerate(series):
+        values = [100 * data[metric].get(c, np.nan) for c in categories]
+        low = [100 * (data[metric].get(c, np.nan) - data[f"{metric}_ci_low"].get(c, np.nan)) for c in categories]
+        axis.bar(x + i * width, values, width, yerr=low, capsize=2, label=model)
+    for j, (label, values) in enumerate(extra):
+        axis.bar(x + (len(series) + j) * width, [values.get(c, np.nan) for c in categories], width,
+                 label=label, hatch="//", fill=False)
+    axis.set_xticks(x + width * (len(series) + len(extra) - 1) / 2, categories, rotation=30, ha="right", fontsize=8)
+    axis.set_ylabel(f"{metric} (%)")
+    axis.set_ylim(0, 100)
+    axis.axhline(50, color="grey", lw=0.5, ls=":")
+
+
+def figure_within(summary: pd.DataFrame, out: Path) -> Path:
+    frame = summary[(summary["scenario"] == "within") & (summary["protocol"] == "random")]
+    models = sorted(frame["model"].unique())
+    figure, axis = plt.subplots(figsize=(8, 4))
+    extra = [("paper DBN", {c: v[0] for c, v in PAPER_WITHIN.items()}),
+             ("paper sparse AE+SVM", {c: v[1] for c, v in PAPER_WITHIN.items()})]
+    _bars(axis, frame, "target", "accuracy", models, extra)
+    majority = frame.groupby("target")["majority_rate"].first()
+    categories = list(dict.fromkeys(frame["target"]))
+    axis.scatter(np.arange(len(categories)) + 0.4, [100 * majority[c] for c in categories], marker="_", s=400,
+                 color="red", label="majority class", zorder=5)
+    axis.set_title("Fig. 1: within corpus, paper's protocol (random 75/25): accuracy")
+    axis.legend(fontsize=7, ncol=3)
+    return _save(figure, out / "fig1_within.png")
+
+
+def figure_pairs(summary: pd.DataFrame, scenario: str, title: str, path: Path) -> Path | None:
+    frame = summary[summary["scenario"] == scenario].copy()
+    if frame.empty:
+        return None
+    frame["pair"] = frame["source"] + "→" + frame["target"]
+    figure, axis = plt.subplots(figsize=(max(8, 0.5 * frame["pair"].nunique()), 4))
+    _bars(axis, frame, "pair", "uar", sorted(frame["model"].unique()))
+    axis.set_title(title)
+    axis.legend(fontsize=7, ncol=4)
+    return _save(figure, path)
+
+
+def figure_target_fraction(summary: pd.DataFrame, out: Path) -> Path | None:
+    frame = summary[summary["scenario"] == "target_fraction"]
+    if frame.empty:
+        return None
+    targets = list(dict.fromkeys(frame["target"]))
+    figure, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets), 3.2), sharey=True, squeeze=False)
+    within = summary[(summary["scenario"] == "within") & (summary["protocol"] == "speaker")]
+    for axis, target in zip(axes[0], targets):
+        for model, data in frame[frame["target"] == target].groupby("model"):
+            data = data.sort_values("fraction")
+            line = axis.plot(100 * data["fraction"], 100 * data["uar"], marker="o", label=model)[0]
+            axis.fill_between(100 * data["fraction"], 100 * data["uar_ci_low"], 100 * data["uar_ci_high"],
+                              alpha=0.15, color=line.get_color())
+            base = within[(within["target"] == target) & (within["model"] == model)]["uar"]
+            if len(base):
+                axis.axhline(100 * base.iloc[0], color=line.get_color(), ls="--", lw=0.8)
+        axis.set_title(f"target {target}", fontsize=9)
+        axis.set_xlabel("% of target in training")
+    axes[0][0].set_ylabel("UAR (%); dashed: within corpus")
+    axes[0][-1].legend(fontsize=7)
+    figure.suptitle("Fig. 3: all other corpora plus a share of the target")
+    return _save(figure, out / "fig3_target_fraction.png")
+
+
+def figure_heatmap(summary: pd.DataFrame, out: Path, model: str) -> Path | None:
+    cross = summary[(summary["scenario"] == "single_source") & (summary["model"] == model)]
+    within = summary[(summary["scenario"] == "within") & (summary["protocol"] == "speaker") & (summary["model"] == model)]
+    if cross.empty:
+        return None
+    cells = pd.concat([cross, within.assign(source=within["target"])])
+    matrix = cells.pivot_table(index="source", columns="target", values="uar")
+    figure, axis = plt.subplots(figsize=(1.2 * len(matrix.columns) + 2, 1.0 * len(matrix) + 1.5))
+    image = axis.imshow(100 * matrix.to_numpy(), cmap="viridis", vmin=40, vmax=100)
+    for (i, j), value in np.ndenumerate(100 * matrix.to_numpy()):
+        axis.text(j, i, f"{value:.0f}", ha="center", va="center", color="white")
+    axis.set_xticks(range(len(matrix.columns)), matrix.columns)
+    axis.set_yticks(range(len(matrix.index)), matrix.index)
+    axis.set_xlabel("test corpus")
+    axis.set_ylabel("training corpus")
+    axis.set_title(f"{model}: UAR (%), diagonal speaker-independent within corpus", fontsize=9)
+    figure.colorbar(image)
+    return _save(figure, out / "cross_corpus_heatmap.png")
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _pct(row, metric: str) -> str:
+    return f"{100 * row[metric]:.1f} [{100 * row[metric + '_ci_low']:.1f}, {100 * row[metric + '_ci_high']:.1f}]"
+
+
+def table(frame: pd.DataFrame, columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns + ["accuracy % [95% CI]", "majority %", "UAR % [95% CI]", "seeds"]) + " |",
+             "|" + "---|" * (len(columns) + 4)]
+    for row in frame.to_dict("records"):
+        cells = [str(row[c]) if c != "fraction" else f"{100 * row[c]:.0f}%" for c in columns]
+        cells += [_pct(row, "accuracy"), f"{100 * row['majority_rate']:.1f}", _pct(row, "uar"), str(row["seeds"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paper_comparison(summary: pd.DataFrame, dbn: str, sae: str) -> str:
+    frame = summary[(summary["scenario"] == "within") & (summary["protocol"] == "random")].set_index(["target", "model"])
+    lines = ["| corpus | paper DBN acc. | our DBN acc. | paper SAE+SVM acc. | our SAE+SVM acc. | majority % | our DBN UAR |",
+             "|---|---|---|---|---|---|---|"]
+    for corpus in dict.fromkeys(summary["target"]):
+        paper = PAPER_WITHIN.get(corpus, (None, None))
+        ours = lambda m, k: f"{100 * frame.loc[(corpus, m), k]:.2f}" if (corpus, m) in frame.index else "-"
+        majority = f"{100 * frame.loc[(corpus, dbn), 'majority_rate']:.1f}" if (corpus, dbn) in frame.index else "-"
+        lines.append(f"| {corpus} | {paper[0] or '-'} | {ours(dbn, 'accuracy')} | {paper[1] or '-'} | "
+                     f"{ours(sae, 'accuracy')} | {majority} | {ours(dbn, 'uar')} |")
+    return "\n".join(lines)
+
+
+def write_report(results: pd.DataFrame, out: str | Path = "reports", dbn: str | None = None,
+                 header: str = "") -> dict:
+    out = Path(out)
+    summary = summarize(results, KEYS)
+    models = sorted(summary["model"].unique())
+    dbn = dbn or next((m for m in models if m.startswith("dbn")), models[0])
+    sae = next((m for m in models if m.startswith("sae")), dbn)
+    metrics = metrics_json(summary)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    figures = out / "figures"
+    made = [figure_within(summary, figures), figure_pairs(summary, "single_source", "Fig. 2: single source: UAR",
+                                                          figures / "fig2_single_source.png"),
+            figure_target_fraction(summary, figures),
+            figure_pairs(summary, "multi_source", "Fig. 4a: several languages together: UAR",
+                         figures / "fig4a_multi_source.png"),
+            figure_pairs(summary, "leave_one_out", "Fig. 4b: leave one corpus out: UAR",
+                         figures / "fig4b_leave_one_out.png"),
+            figure_heatmap(summary, figures, dbn)]
+    plots = out / "plots"
+    plots.mkdir(exist_ok=True)
+    summary[summary["scenario"] == "target_fraction"][["target", "model", "fraction", "uar", "accuracy"]].to_csv(
+        plots / "target_fraction.csv", index=False)
+    summary[summary["scenario"] == "within"][["protocol", "target", "model", "accuracy", "uar"]].to_csv(
+        plots / "within.csv", index=False)
+    (out / "report.md").write_text(markdown(summary, results, made, dbn, sae, header, out))
+    return metrics
+
+
+def findings(summary: pd.DataFrame, dbn: str, baseline: str = "svm") -> list[str]:
+    """The questions the paper asks, answered from these runs."""
+    notes = []
+    by = summary.set_index(["scenario", "protocol", "source", "target", "fraction", "model"])["uar"]
+    if baseline in summary["model"].values:
+        wins = losses = 0
+        worst = []
+        for key, group in summary.groupby(["scenario", "protocol", "source", "target", "fraction"]):
+            scores = group.set_index("model")["uar"]
+            if dbn in scores and baseline in scores:
+                if scores[dbn] > scores[baseline]:
+                    wins += 1
+                else:
+                    losses += 1
+                    worst.append((scores[baseline] - scores[dbn], f"{key[0]}/{key[1]} {key[2]}->{key[3]}"))
+        notes.append(f"{dbn} beats eGeMAPS + {baseline} in UAR in {wins} of {wins + losses} configurations.")
+        if worst:
+            worst.sort(reverse=True)
+            notes.append("Largest losses: " + "; ".join(f"{name} by {100 * gap:.1f} points" for gap, name in worst[:5]) + ".")
+    single = summary[(summary["scenario"] == "single_source") & (summary["model"] == dbn)].groupby("target")["uar"].mean()
+    multi = summary[(summary["scenario"] == "multi_source") & (summary["model"] == dbn)].groupby("target")["uar"].mean()
+    loco = summary[(summary["scenario"] == "leave_one_out") & (summary["model"] == dbn)].set_index("target")["uar"]
+    for target in loco.index:
+        if target in single and target in multi:
+            notes.append(f"{target}: mean UAR with one source {100 * single[target]:.1f}, two languages "
+                         f"{100 * multi[target]:.1f}, all others {100 * loco[target]:.1f}.")
+    fraction = summary[(summary["scenario"] == "target_fraction") & (summary["model"] == dbn)]
+    for target, data in fraction.groupby("target"):
+        data = data.sort_values("fraction")
+        if target in loco:
+            notes.append(f"{target}: UAR with no target data {100 * loco[target]:.1f}, with "
+                         f"{100 * data['fraction'].iloc[0]:.0f}% {100 * data['uar'].iloc[0]:.1f}, with "
+                         f"{100 * data['fraction'].iloc[-1]:.0f}% {100 * data['uar'].iloc[-1]:.1f}.")
+    return notes
+
+
+def markdown(summary, results, figures, dbn, sae, header, out: Path) -> str:
+    parts = ["# crossemo: reproduction report", header,
+             "Accuracy is the paper's metric; read it against the majority-class rate of each test set. "
+             "UAR (unweighted average recall) is the field's standard. Brackets: 95% confidence intervals "
+             "over seeds (Student's t; folds are averaged within a seed).",
+             "## Within corpus against the paper (Table/Fig. 1, paper's protocol: random 75/25)",
+             paper_comparison(summary, dbn, sae),
+             "## Findings", "\n".join(f"- {n}" for n in findings(summary, dbn)),
+             "## Figures", "\n".join(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures if p)]
+    titles = {"within": "Within corpus (random: the paper's protocol; speaker: speaker-grouped folds)",
+              "single_source": "Single source", "target_fraction": "Target fraction (all other corpora as source)",
+              "multi_source": "Multi-source (several languages)", "leave_one_out": "Leave one corpus out"}
+    for scenario, title in titles.items():
+        frame = summary[summary["scenario"] == scenario]
+        if frame.empty:
+            continue
+        columns = ["protocol", "target", "model"] if scenario == "within" else ["source", "target", "model"]
+        if scenario == "target_fraction":
+            columns.append("fraction")
+        parts += [f"## {title}", table(frame.sort_values(columns), columns)]
+        notes = results[(results["scenario"] == scenario) & (~results["speaker_disjoint"].astype(bool))]
+        if scenario != "within" and len(notes):
+            parts.append("Not speaker-disjoint: " + "; ".join(sorted(set(notes["notes"]))))
+    return "\n\n".join(p for p in parts if p) + "\n"

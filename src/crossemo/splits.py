@@ -1,0 +1,129 @@
+"""Evaluation protocols (which rows train, which test) and normalisation, over one table of all corpora.
+
+Every split is a `Split` of row positions into the concatenated feature table. Labels of test rows
+never reach training: protocols only choose rows, and normalisation uses either training rows
+(`train`) or label-free statistics of a whole corpus or speaker (`corpus`, `speaker`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold, StratifiedShuffleSplit
+
+
+class Normalization(StrEnum):
+    TRAIN = "train"  # standardise every row with the training rows' mean and deviation
+    CORPUS = "corpus"  # each corpus on its own statistics (the target's too, without labels)
+    SPEAKER = "speaker"  # each speaker on their own statistics
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray
+    test: np.ndarray
+    source: str  # corpora trained on, joined by '+'
+    target: str  # the corpus tested on
+    fold: int = 0
+    fraction: float = 0.0  # share of the target added to training (target-fraction scenario)
+    speaker_disjoint: bool = True  # whether no test speaker appears in training
+    notes: str = ""
+
+    def __post_init__(self):
+        if np.intersect1d(self.train, self.test).size:
+            raise ValueError(f"split {self.source} -> {self.target}: rows are both in training and test")
+
+
+def _rows(table: pd.DataFrame, corpus: str | list[str]) -> np.ndarray:
+    corpora = [corpus] if isinstance(corpus, str) else corpus
+    missing = set(corpora) - set(table["corpus"])
+    if missing:
+        raise KeyError(f"corpora {sorted(missing)} not in the feature table ({sorted(set(table['corpus']))})")
+    return np.flatnonzero(table["corpus"].isin(corpora).to_numpy())
+
+
+def _speaker_disjoint(table: pd.DataFrame, split_train: np.ndarray, split_test: np.ndarray) -> bool:
+    key = table["corpus"] + "/" + table["speaker"].astype(str)
+    return set(key.iloc[split_train]).isdisjoint(key.iloc[split_test])
+
+
+def within_random(table: pd.DataFrame, corpus: str, seed: int, test_size: float = 0.25) -> list[Split]:
+    """The paper's protocol: a random stratified 75/25 split of one corpus (speakers shared)."""
+    rows = _rows(table, corpus)
+    y = table["valence"].to_numpy()[rows]
+    train, test = next(StratifiedShuffleSplit(1, test_size=test_size, random_state=seed).split(rows, y))
+    return [Split(rows[train], rows[test], corpus, corpus, speaker_disjoint=_speaker_disjoint(table, rows[train], rows[test]))]
+
+
+def within_speaker_folds(table: pd.DataFrame, corpus: str, seed: int, folds: int = 5) -> list[Split]:
+    """The field's stricter protocol: speaker-grouped folds (leave-one-speaker-out when folds >= speakers)."""
+    rows = _rows(table, corpus)
+    speakers = table["speaker"].astype(str).to_numpy()[rows]
+    k = min(folds, len(set(speakers)))
+    if k < 2:
+        raise ValueError(f"{corpus} has one speaker: speaker-independent folds are impossible")
+    # GroupKFold is deterministic; shuffle speaker order by seed so seeds differ.
+    order = np.random.default_rng(seed).permutation(sorted(set(speakers)))
+    rank = {s: i for i, s in enumerate(order)}
+    groups = np.array([rank[s] for s in speakers])
+    return [Split(rows[tr], rows[te], corpus, corpus, fold=i)
+            for i, (tr, te) in enumerate(GroupKFold(n_splits=k).split(rows, groups=groups))]
+
+
+def cross_corpus(table: pd.DataFrame, sources: list[str], target: str) -> Split:
+    """Train on all of `sources`, test on all of `target` (single-, multi-source, leave one corpus out)."""
+    if target in sources:
+        raise ValueError(f"target {target} is also a source")
+    return Split(_rows(table, sources), _rows(table, target), "+".join(sources), target)
+
+
+def target_fraction(table: pd.DataFrame, sources: list[str], target: str, fraction: float, seed: int,
+                    min_test_speakers: int = 2) -> Split:
+    """Sources plus `fraction` of the target in training; the rest of the target tests.
+
+    The target slice is made of whole speakers whenever the target has enough of them (keeping at
+    least `min_test_speakers` for the test); otherwise utterances are drawn at random and the split
+    says so (speaker_disjoint=False, with a note).
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must lie in (0, 1), not {fraction}")
+    rows = _rows(table, target)
+    rng = np.random.default_rng(seed)
+    speakers = table["speaker"].astype(str).to_numpy()[rows]
+    unique = rng.permutation(sorted(set(speakers)))
+    counts = pd.Series(speakers).value_counts()
+    taken, total = [], 0
+    for s in unique[:-min_test_speakers] if len(unique) > min_test_speakers else []:
+        if total >= fraction * len(rows):
+            break
+        taken.append(s)
+        total += counts[s]
+    achieved = total / len(rows)
+    if taken and abs(achieved - fraction) <= max(0.5 * fraction, 0.05):
+        in_train = np.isin(speakers, taken)
+        return Split(np.concatenate([_rows(table, sources), rows[in_train]]), rows[~in_train], "+".join(sources),
+                     target, fraction=fraction, notes=f"{len(taken)} target speakers, {achieved:.0%} of the target")
+    y = table["valence"].to_numpy()[rows]
+    train, test = next(StratifiedShuffleSplit(1, train_size=fraction, random_state=seed).split(rows, y))
+    return Split(np.concatenate([_rows(table, sources), rows[train]]), rows[test], "+".join(sources), target,
+                 fraction=fraction, speaker_disjoint=False,
+                 notes=f"{target} has too few speakers for a {fraction:.0%} speaker slice: random utterances")
+
+
+def normalize(features: np.ndarray, table: pd.DataFrame, split: Split, method: Normalization | str) -> np.ndarray:
+    """Standardised copy of `features` for this split. Only `train` looks at which rows train."""
+    method = Normalization(method)
+    out = np.empty_like(features, dtype=np.float32)
+    if method is Normalization.TRAIN:
+        mean, std = features[split.train].mean(0), features[split.train].std(0)
+        return ((features - mean) / np.where(std > 0, std, 1)).astype(np.float32)
+    column = "corpus" if method is Normalization.CORPUS else "speaker"
+    keys = table["corpus"].astype(str) if column == "corpus" else table["corpus"] + "/" + table["speaker"].astype(str)
+    for _, index in pd.Series(np.arange(len(table))).groupby(keys.to_numpy()):
+        block = features[index.to_numpy()]
+        std = block.std(0)
+        out[index.to_numpy()] = (block - block.mean(0)) / np.where(std > 0, std, 1)
+    return out

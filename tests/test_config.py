@@ -1,0 +1,49 @@
+"""params.yaml: the paper's settings, every model configuration constructible, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from crossemo.config import corpus_config, feature_settings, load_params, model_from_params
+from crossemo.corpora import LOADERS, PAPER_VALENCE, ValenceMap
+from crossemo.dbn import FinetuneSettings, PretrainSettings
+from crossemo.models import DBNValence
+
+from .conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params(REPO / "params.yaml")
+
+
+def test_params_hold_the_papers_table_1_and_dbn(params):
+    assert ValenceMap.from_dict(params["valence"]) == PAPER_VALENCE
+    model = model_from_params(params, "dbn_paper")
+    assert isinstance(model, DBNValence) and model.hidden == (1000, 1000, 2000)
+    pre, fine = model._settings()
+    assert (pre.learning_rate, pre.epochs) == (0.001, 500)
+    assert isinstance(fine, FinetuneSettings)
+
+
+def test_every_model_configuration_builds(params):
+    for name in params["models"]:
+        assert model_from_params(params, name).get_params()
+
+
+def test_iemocap_keeps_its_own_valence_row_unless_overridden(params):
+    assert corpus_config(params, "iemocap").valence == LOADERS["iemocap"].valence
+    assert corpus_config(params, "emodb").valence == PAPER_VALENCE
+    custom = {**params, "corpora": {"emodb": {"loader": "emodb", "root": "x", "valence": {"negative": ["anger"]}}}}
+    assert corpus_config(custom, "emodb").valence.positive == frozenset()
+
+
+def test_unknown_names_are_explained(params):
+    with pytest.raises(KeyError, match="not in params.yaml's corpora"):
+        corpus_config(params, "nope")
+    with pytest.raises(KeyError, match="model configuration 'nope'"):
+        model_from_params(params, "nope")
+    with pytest.raises(ValueError, match="corpora.x.loader"):
+        corpus_config({"corpora": {"x": {"loader": "bogus", "root": "r"}}}, "x")
+    assert feature_settings(params).sampling_rate == 16000
+    assert isinstance(PretrainSettings(**params["models"]["dbn_demo"]["pretrain"]), PretrainSettings)

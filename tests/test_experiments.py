@@ -1,0 +1,107 @@
+"""The scenario runner: every run in MLflow with filterable tags, crashes marked failed, seeded results."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from crossemo.experiments import ExperimentSettings, Runner
+from crossemo.features import feature_names
+from crossemo.report import write_report
+
+TINY = {
+    "models": {
+        "svm": {"model": "svm"},
+        "dbn_tiny": {"model": "dbn", "hidden": [8], "pretrain_data": "unlabeled",
+                     "pretrain": {"epochs": 2, "batch_size": 32}, "finetune": {"max_epochs": 3, "batch_size": 32}},
+    }
+}
+
+
+def feature_table(seed: int = 0) -> pd.DataFrame:
+    """Three small corpora, three languages, whose first features carry valence."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for corpus, language, shift in (("a", "x", 1.0), ("b", "y", 0.8), ("c", "z", 1.2)):
+        n = 60
+        valence = np.where(rng.random(n) < 0.5, "negative", "positive")
+        x = rng.normal(0, 1, (n, 88)) + shift * (valence == "positive")[:, None] * (np.arange(88) < 10)
+        frame = pd.DataFrame(x.astype(np.float32), columns=feature_names())
+        frame.insert(0, "corpus", corpus)
+        frame.insert(1, "language", language)
+        frame.insert(2, "speaker", [f"s{i % 4}" for i in range(n)])
+        frame.insert(3, "utterance_id", [f"{corpus}{i}" for i in range(n)])
+        frame.insert(4, "valence", valence)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # mlruns/artifacts is relative to the project root
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def settings(store, **kw) -> ExperimentSettings:
+    defaults = dict(models=("svm", "dbn_tiny"), seeds=(0,), fractions=(0.25,), tracking_uri=store,
+                    cache_dir=".cache/pretrained", log_models=True)
+    return ExperimentSettings(**{**defaults, **kw})
+
+
+def test_runs_are_nested_and_filterable_in_mlflow(store):
+    results = Runner("single_source", feature_table(), TINY, settings(store), progress=False).run()
+    assert len(results) == 3 * 2 * 2  # 6 source-target pairs x 2 models
+    assert results["uar"].between(0, 1).all() and (results["majority_rate"] >= 0.5).all()
+    mlflow.set_tracking_uri(store)
+    runs = mlflow.search_runs(experiment_names=["crossemo-single_source"],
+                              filter_string="tags.model = 'dbn_tiny' and tags.source = 'a' and tags.target = 'b'")
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert run["status"] == "FINISHED" and run["tags.mlflow.parentRunId"]
+    assert run["params.pretrain.epochs"] == "2" and run["params.finetune.max_epochs"] == "3"
+    assert 0 <= run["metrics.uar"] <= 1 and run["tags.git_commit"] and run["tags.corpora"] == "a,b,c"
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"])}
+    assert {"predictions.csv", "confusion_matrix.png", "model.joblib"} <= artifacts
+    # A single-source model is fitted once and serves every target: its curves are on the run that fitted it.
+    fitted = mlflow.search_runs(experiment_names=["crossemo-single_source"],
+                                filter_string="tags.model = 'dbn_tiny' and tags.source = 'a'")
+    trained = fitted[fitted["tags.model_reused_from"].isna()]
+    assert len(trained) == 1 and set(fitted["tags.model_reused_from"].dropna()) == {trained["run_id"].iloc[0]}
+    client = mlflow.MlflowClient()
+    assert len(client.get_metric_history(trained["run_id"].iloc[0], "finetune/val_uar")) >= 1
+    assert len(client.get_metric_history(trained["run_id"].iloc[0], "pretrain/layer0/reconstruction_error")) == 2
+
+
+def test_a_crash_marks_its_run_failed(store):
+    broken = {"models": {"bad": {"model": "dbn", "hidden": [8], "pretrain": {"epochs": 1},
+                                 "finetune": {"max_epochs": 1, "nonsense": 1}}}}
+    with pytest.raises(TypeError):
+        Runner("leave_one_out", feature_table(), broken, settings(store, models=("bad",)), progress=False).run()
+    mlflow.set_tracking_uri(store)
+    statuses = set(mlflow.search_runs(experiment_names=["crossemo-leave_one_out"])["status"])
+    assert statuses == {"FAILED"}
+
+
+def test_same_seed_same_metrics(store):
+    first = Runner("within", feature_table(), TINY, settings(store), progress=False).run()
+    again = Runner("within", feature_table(), TINY, settings(store), progress=False).run()
+    metrics = ["accuracy", "uar", "macro_f1"]
+    pd.testing.assert_frame_equal(first[metrics], again[metrics])
+    assert set(first["protocol"]) == {"random", "speaker"}
+
+
+def test_report_writes_metrics_figures_and_paper_comparison(store, tmp_path):
+    table = feature_table()
+    frames = [Runner(s, table, TINY, settings(store, seeds=(0, 1)), progress=False).run()
+              for s in ("within", "single_source", "target_fraction", "multi_source", "leave_one_out")]
+    metrics = write_report(pd.concat(frames), tmp_path / "reports")
+    entry = metrics["within"]["random"]["dbn_tiny"]["a->a"]
+    assert entry["seeds"] == 2 and entry["uar_ci95_low"] <= entry["uar_mean"] <= entry["uar_ci95_high"]
+    assert "a+b->c" in metrics["leave_one_out"]["leave_one_out"]["svm"]
+    figures = {p.name for p in (tmp_path / "reports/figures").iterdir()}
+    assert {"fig1_within.png", "fig2_single_source.png", "fig3_target_fraction.png", "fig4a_multi_source.png",
+            "fig4b_leave_one_out.png", "cross_corpus_heatmap.png"} <= figures
+    report = (tmp_path / "reports/report.md").read_text()
+    assert "paper DBN acc." in report and "beats eGeMAPS + svm in UAR in" in report

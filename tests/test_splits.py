@@ -1,0 +1,90 @@
+"""Protocols and normalisation: no test label or test-label statistic reaches training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crossemo.splits import (Normalization, cross_corpus, normalize, target_fraction, within_random,
+                             within_speaker_folds)
+
+
+def corpora_table(seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for corpus, speakers, language in (("a", 6, "x"), ("b", 4, "y"), ("c", 1, "z")):
+        for s in range(speakers):
+            for u in range(20 if speakers > 1 else 60):
+                rows.append({"corpus": corpus, "language": language, "speaker": f"s{s}",
+                             "valence": "negative" if rng.random() < 0.6 else "positive"})
+    return pd.DataFrame(rows)
+
+
+def test_random_within_split_is_stratified_75_25_and_seeded():
+    table = corpora_table()
+    (split,) = within_random(table, "a", seed=1)
+    assert len(split.test) == 30 and len(split.train) == 90
+    assert set(table["corpus"].iloc[np.concatenate([split.train, split.test])]) == {"a"}
+    assert np.array_equal(split.test, within_random(table, "a", seed=1)[0].test)
+    assert not np.array_equal(split.test, within_random(table, "a", seed=2)[0].test)
+    assert not split.speaker_disjoint  # the paper's protocol shares speakers: the report says so
+
+
+def test_speaker_folds_never_share_a_speaker_and_cover_every_row():
+    table = corpora_table()
+    folds = within_speaker_folds(table, "b", seed=0, folds=5)
+    assert len(folds) == 4  # four speakers: leave one speaker out
+    covered = np.concatenate([f.test for f in folds])
+    assert sorted(covered) == sorted(np.flatnonzero(table["corpus"] == "b"))
+    for fold in folds:
+        assert set(table["speaker"].iloc[fold.train]).isdisjoint(table["speaker"].iloc[fold.test])
+    with pytest.raises(ValueError, match="one speaker"):
+        within_speaker_folds(table, "c", seed=0)
+
+
+def test_cross_corpus_trains_on_sources_only():
+    table = corpora_table()
+    split = cross_corpus(table, ["a", "c"], "b")
+    assert set(table["corpus"].iloc[split.train]) == {"a", "c"}
+    assert set(table["corpus"].iloc[split.test]) == {"b"}
+    with pytest.raises(ValueError, match="also a source"):
+        cross_corpus(table, ["a", "b"], "b")
+
+
+def test_target_fraction_takes_whole_speakers_when_it_can_and_says_when_not():
+    table = corpora_table()
+    split = target_fraction(table, ["b"], "a", 0.3, seed=0)
+    target_train = split.train[table["corpus"].iloc[split.train].to_numpy() == "a"]
+    assert split.speaker_disjoint
+    assert set(table["speaker"].iloc[target_train]).isdisjoint(table["speaker"].iloc[split.test])
+    assert len(target_train) / 120 == pytest.approx(0.33, abs=0.01)  # two of six speakers
+    single = target_fraction(table, ["a"], "c", 0.2, seed=0)
+    assert not single.speaker_disjoint and "too few speakers" in single.notes
+    assert len(single.test) == 48
+
+
+def test_train_normalisation_ignores_test_rows():
+    table = corpora_table()
+    rng = np.random.default_rng(0)
+    features = rng.normal(5, 3, (len(table), 4)).astype(np.float32)
+    split = cross_corpus(table, ["a"], "b")
+    before = normalize(features, table, split, Normalization.TRAIN)
+    changed = features.copy()
+    changed[split.test] *= 100  # anything about the test rows
+    after = normalize(changed, table, split, Normalization.TRAIN)
+    np.testing.assert_array_equal(before[split.train], after[split.train])
+    assert abs(before[split.train].mean()) < 1e-5
+
+
+def test_corpus_and_speaker_normalisation_use_no_labels():
+    table = corpora_table()
+    features = np.random.default_rng(1).normal(2, 4, (len(table), 3)).astype(np.float32)
+    split = cross_corpus(table, ["a"], "b")
+    flipped = table.assign(valence=np.where(table["valence"] == "negative", "positive", "negative"))
+    for method in ("corpus", "speaker"):
+        x = normalize(features, table, split, method)
+        np.testing.assert_array_equal(x, normalize(features, flipped, split, method))
+        group = table["corpus"] if method == "corpus" else table["corpus"] + table["speaker"]
+        means = pd.DataFrame(x).groupby(group.to_numpy()).mean().to_numpy()
+        np.testing.assert_allclose(means, 0, atol=1e-5)
