@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -35,6 +36,12 @@ def project(tmp_path_factory) -> Path:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["corpora"] = {k: params["corpora"][k] for k in ("savee", "emovo")}
     params["features"]["cache_dir"] = str(root / ".cache")
+    params["models"]["dbn_tiny"] = {"model": "dbn", "hidden": [16, 16], "pretrain_data": "unlabeled",
+                                    "pretrain": {"epochs": 2, "batch_size": 128},
+                                    "finetune": {"max_epochs": 4, "batch_size": 128}}
+    params["experiments"].update(models=["dbn_tiny", "svm"], seeds=[0, 1], log_models=False)
+    params["experiments"]["within"]["speaker_folds"] = 2
+    params["experiments"]["target_fraction"]["fractions"] = [0.5]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(root, "git", "init", "-q")
     run(root, "crossemo", "demo", "generate", "data/demo")
@@ -51,6 +58,26 @@ def test_repro_writes_one_feature_table_per_corpus(project):
         assert table.filter(like="_sma3").notna().all().all()
 
 
+def test_experiments_and_report_come_out_of_dvc_repro(project):
+    metrics = json.loads((project / "reports/metrics.json").read_text())
+    assert set(metrics) == {"within", "single_source", "target_fraction", "multi_source", "leave_one_out"}
+    entry = metrics["within"]["random"]["dbn_tiny"]["savee->savee"]
+    assert entry["seeds"] == 2 and 0 <= entry["uar_ci95_low"] <= entry["uar_mean"] <= entry["uar_ci95_high"] <= 1
+    assert "savee->emovo" in metrics["single_source"]["single_source"]["svm"]
+    shown = run(project, "dvc", "metrics", "show")
+    assert "uar_mean" in shown and "within" in shown
+    assert (project / "reports/figures/fig1_within.png").stat().st_size > 1000
+    assert "| emovo | 76.22 |" in (project / "reports/report.md").read_text()
+
+
+def test_same_seed_same_metrics_on_the_demo_corpora(project):
+    run(project, "crossemo", "experiment", "within", "--out", "again.parquet")
+    first = pd.read_parquet(project / "results/within.parquet")
+    again = pd.read_parquet(project / "again.parquet")
+    columns = ["model", "target", "protocol", "seed", "fold", "accuracy", "uar", "macro_f1"]
+    pd.testing.assert_frame_equal(first[columns], again[columns])
+
+
 def test_second_repro_does_nothing_and_status_is_clean(project):
     out = run(project, "dvc", "repro")
     assert "Running stage" not in out
@@ -65,4 +92,5 @@ def test_changing_one_corpus_setting_reruns_that_corpus_alone(project):
     assert "table@savee" in status and "emovo" not in status
     out = run(project, "dvc", "repro")
     assert "Running stage 'table@savee'" in out and "Running stage 'table@emovo'" not in out
+    assert "Running stage 'features@emovo'" not in out
     assert set(pd.read_parquet(project / "features/savee.parquet")["valence"]) == {"negative", "positive", "excluded"}

@@ -88,3 +88,14 @@ def test_corpus_and_speaker_normalisation_use_no_labels():
         group = table["corpus"] if method == "corpus" else table["corpus"] + table["speaker"]
         means = pd.DataFrame(x).groupby(group.to_numpy()).mean().to_numpy()
         np.testing.assert_allclose(means, 0, atol=1e-5)
+
+
+def test_iemocap_two_session_protocol_is_two_fold_over_sessions():
+    from crossemo.splits import within_sessions
+
+    table = pd.DataFrame({"corpus": ["i"] * 6 + ["e"] * 2, "speaker": list("abcdefgh"),
+                          "session": [1, 1, 2, 2, 3, 3, np.nan, np.nan], "valence": ["negative", "positive"] * 4})
+    first, second = within_sessions(table, "i")
+    assert list(first.train) == [0, 1] and list(first.test) == [2, 3]
+    assert list(second.train) == [2, 3] and list(second.test) == [0, 1]
+    assert within_sessions(table, "e") == []

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import lightning as L
@@ -19,6 +20,8 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 from .rbm import RBM, VisibleUnits
 
 log = logging.getLogger(__name__)
+# Raised inside Lightning 2.6 on torch 2.13 at every fit; nothing for our users to act on.
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from . import tracking
 from .metrics import evaluate
 from .splits import (Normalization, Split, cross_corpus, normalize, target_fraction, within_random,
-                     within_speaker_folds)
+                     within_sessions, within_speaker_folds)
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,9 @@ class ExperimentSettings:
         object.__setattr__(self, "unlabeled", UnlabeledPool(self.unlabeled))
         for name in ("models", "seeds", "within_protocols", "fractions"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        unknown = set(self.within_protocols) - {"random", "speaker"}
+        unknown = set(self.within_protocols) - {"random", "speaker", "sessions"}
         if unknown:
-            raise ValueError(f"experiments.within_protocols: unknown {sorted(unknown)}; use random, speaker")
+            raise ValueError(f"experiments.within_protocols: unknown {sorted(unknown)}; use random, speaker, sessions")
         if not self.models or not self.seeds:
             raise ValueError("experiments.models and experiments.seeds must not be empty")
 
@@ -80,6 +80,8 @@ def _within(table, corpora, languages, s: ExperimentSettings, seed):
             jobs += [Job("random", split) for split in within_random(table, corpus, seed, s.test_size)]
         if "speaker" in s.within_protocols:
             jobs += [Job("speaker", split) for split in within_speaker_folds(table, corpus, seed, s.speaker_folds)]
+        if "sessions" in s.within_protocols:  # corpora with sessions (IEMOCAP) only
+            jobs += [Job("sessions", split) for split in within_sessions(table, corpus)]
     return jobs
 
 

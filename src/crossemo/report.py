@@ -249,8 +249,18 @@ def findings(summary: pd.DataFrame, dbn: str, baseline: str = "svm") -> list[str
     return notes
 
 
+def provenance(results: pd.DataFrame) -> str:
+    from .tracking import provenance_tags
+
+    tags = provenance_tags(sorted(set(results["target"])))
+    return (f"Produced by `dvc repro` (stages `experiment@*` and `report`) at commit `{tags['git_commit']}`, "
+            f"data.dvc md5 `{tags['data_dvc_md5']}`, corpora {tags['corpora']}; "
+            f"{len(results)} runs, models {', '.join(sorted(set(results['model'])))}, "
+            f"seeds {', '.join(str(s) for s in sorted(set(results['seed'])))}.")
+
+
 def markdown(summary, results, figures, dbn, sae, header, out: Path) -> str:
-    parts = ["# crossemo: reproduction report", header,
+    parts = ["# crossemo: reproduction report", header, provenance(results),
              "Accuracy is the paper's metric; read it against the majority-class rate of each test set. "
              "UAR (unweighted average recall) is the field's standard. Brackets: 95% confidence intervals "
              "over seeds (Student's t; folds are averaged within a seed).",

@@ -73,6 +73,20 @@ def within_speaker_folds(table: pd.DataFrame, corpus: str, seed: int, folds: int
             for i, (tr, te) in enumerate(GroupKFold(n_splits=k).split(rows, groups=groups))]
 
 
+def within_sessions(table: pd.DataFrame, corpus: str, sessions: tuple[int, int] = (1, 2)) -> list[Split]:
+    """IEMOCAP's protocol in the paper: two sessions, two-fold (train on one, test on the other).
+    Empty for corpora without a session column."""
+    rows = _rows(table, corpus)
+    if "session" not in table.columns or table["session"].iloc[rows].isna().all():
+        return []
+    session = table["session"].to_numpy()[rows]
+    a, b = (rows[session == s] for s in sessions)
+    if not len(a) or not len(b):
+        raise ValueError(f"{corpus} lacks session {sessions[0] if not len(a) else sessions[1]} for the two-session protocol")
+    return [Split(a, b, corpus, corpus, fold=0, notes=f"session {sessions[0]} -> {sessions[1]}"),
+            Split(b, a, corpus, corpus, fold=1, notes=f"session {sessions[1]} -> {sessions[0]}")]
+
+
 def cross_corpus(table: pd.DataFrame, sources: list[str], target: str) -> Split:
     """Train on all of `sources`, test on all of `target` (single-, multi-source, leave one corpus out)."""
     if target in sources:
