@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -27,14 +28,18 @@ class Utterance:
         return len(self.signal) / self.sampling_rate
 
 
-def read_utterance(path: Path | str, channel: int = 0, min_duration: float = 0.25) -> Utterance:
-    """Read one channel of an audio file; raise BadAudio if it is corrupt, empty, too short or silent.
+def read_utterance(path: Path | str | BinaryIO, channel: int = 0, min_duration: float = 0.25,
+                   max_duration: float | None = None, name: str | None = None) -> Utterance:
+    """Read one channel of an audio file (or file-like object); raise BadAudio if it is corrupt,
+    empty, too short, too long or silent. `name` says which input it was in messages.
 
     One channel, not the mean of all: EMOVO's two channels are different microphones and
     averaging them can cancel speech.
     """
+    source = path if hasattr(path, "read") else str(path)
+    path = name or path
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data, rate = sf.read(source, dtype="float32", always_2d=True)
     except Exception as error:  # libsndfile raises several types for broken headers
         raise BadAudio(path, f"corrupt or not audio ({error}); re-export it as 16-bit PCM WAV") from None
     if data.shape[0] == 0:
@@ -45,6 +50,8 @@ def read_utterance(path: Path | str, channel: int = 0, min_duration: float = 0.2
     duration = len(signal) / rate
     if duration < min_duration:
         raise BadAudio(path, f"too short: {duration:.3f} s < features.min_duration {min_duration} s")
+    if max_duration is not None and duration > max_duration:
+        raise BadAudio(path, f"too long: {duration:.1f} s > {max_duration} s; split it into utterances")
     if not np.any(signal):
         raise BadAudio(path, "silent: every sample is zero")
     return Utterance(signal, int(rate))

@@ -8,6 +8,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from . import __version__
 
 
@@ -113,6 +116,95 @@ def _cmd_report(args) -> None:
     print(f"report -> {Path(args.out) / 'report.md'}")
 
 
+def _label_free_features(params: dict, corpora: list[str], directory: str = "features"):
+    """Feature table of these corpora and each corpus standardised on its own statistics."""
+    from .experiments import feature_columns, load_features
+    from .splits import Normalization, Split, normalize
+
+    table = load_features(corpora, directory)
+    table = table[table["valence"] != "excluded"].reset_index(drop=True)
+    x = table[feature_columns(table)].to_numpy("float32")
+    everything = Split(np.arange(len(table)), np.array([], dtype=int), "", "")
+    return table, normalize(x, table, everything, Normalization.CORPUS)
+
+
+def _cmd_tune(args) -> None:
+    import multiprocessing
+
+    from .config import load_params
+    from .tuning import TuneSettings, open_study, tune
+
+    params = load_params(args.params)
+    section = dict(params.get("tuning") or {})
+    for key in ("n_trials", "study_name", "storage"):
+        if getattr(args, key) is not None:
+            section[key] = getattr(args, key)
+    settings = TuneSettings(**section)
+    table, x = _label_free_features(params, list(settings.corpora))
+    open_study(settings, args.resume)  # fail early if it exists and --resume was not given
+    if args.workers > 1:
+        ctx = multiprocessing.get_context("spawn")
+        workers = [ctx.Process(target=tune, args=(table, x, settings, True)) for _ in range(args.workers)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        failed = [w.exitcode for w in workers if w.exitcode]
+        if failed:
+            sys.exit(f"error: {len(failed)} tuning worker(s) failed")
+    else:
+        tune(table, x, settings, resume=True)
+    import optuna
+
+    study = optuna.load_study(study_name=settings.study_name, storage=settings.storage)
+    states = pd.Series([t.state.name for t in study.trials]).value_counts().to_dict()
+    print(f"study {settings.study_name}: {states}; best validation UAR {study.best_value:.3f} -> {settings.output}")
+    print(f"open it: optuna-dashboard {settings.storage}")
+
+
+def _cmd_register(args) -> None:
+    from .config import feature_settings, load_params, model_from_params
+    from .experiments import feature_columns, load_features
+    from .registry import register, train_pipeline
+
+    params = load_params(args.params)
+    section = dict(params.get("registry") or {})
+    model_name = args.model or section.get("model", "dbn_demo")
+    corpora = args.corpora or section.get("corpora") or list(params["corpora"])
+    seed = section.get("seed", 0)
+    table = load_features(corpora, args.features)
+    model = model_from_params(params, model_name, seed=seed)
+    pipeline, uar = train_pipeline(table, model, feature_settings(params), section.get("validation_fraction", 0.25), seed)
+    example = table[feature_columns(table)].head(1).astype("float64")
+    version, crowned = register(pipeline, uar, example, {"model": model_name, "corpora": ",".join(corpora), "seed": seed,
+                                                         "config": (params.get("models") or {}).get(model_name, {})})
+    print(f"registered crossemo-valence v{version} (validation UAR {uar:.3f})"
+          + (" -> alias champion" if crowned else "; the champion stays"))
+
+
+def _cmd_serve(args) -> None:
+    import os
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": args.tracking_uri}
+    command = ["mlflow", "models", "serve", "-m", f"models:/crossemo-valence@{args.alias}", "--env-manager", "local",
+               "-h", args.host, "-p", str(args.port)]
+    print(" ".join(command))
+    os.execvpe(command[0], command, env)
+
+
+def _cmd_predict(args) -> None:
+    import mlflow
+
+    from .tracking import configure
+
+    configure(args.tracking_uri)
+    model = mlflow.pyfunc.load_model(args.model_uri)
+    frame = pd.DataFrame({"audio_path": [str(Path(f).resolve()) for f in args.files]})
+    answer = model.predict(frame)
+    answer.insert(0, "file", args.files)
+    print(answer.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crossemo",
@@ -171,6 +263,34 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="reports")
     rep.add_argument("--header", help="a markdown file to put at the top (e.g. the command and commit)")
     rep.set_defaults(func=_cmd_report)
+    tune = sub.add_parser("tune", help="Optuna search over the DBN (resumable; several workers share one study)")
+    tune.add_argument("--params", default="params.yaml")
+    tune.add_argument("--resume", action="store_true", help="continue an existing study; finished trials are kept")
+    tune.add_argument("--workers", type=int, default=1, help="processes sharing the study")
+    tune.add_argument("--n-trials", dest="n_trials", type=int, help="finished trials to reach in all")
+    tune.add_argument("--study-name", dest="study_name")
+    tune.add_argument("--storage", help="Optuna RDB URL: sqlite:///..., postgresql://..., mysql://...")
+    tune.set_defaults(func=_cmd_tune)
+
+    reg = sub.add_parser("register", help="train, log and register crossemo-valence; crown it if it is better")
+    reg.add_argument("--params", default="params.yaml")
+    reg.add_argument("--model", help="a configuration under params.yaml's models (default: registry.model)")
+    reg.add_argument("--corpora", nargs="+", help="training corpora (default: registry.corpora, else all)")
+    reg.add_argument("--features", default="features")
+    reg.set_defaults(func=_cmd_register)
+
+    serve = sub.add_parser("serve", help="serve models:/crossemo-valence@champion over HTTP (mlflow models serve)")
+    serve.add_argument("--alias", default="champion")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=5001)
+    serve.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
+    serve.set_defaults(func=_cmd_serve)
+
+    pred = sub.add_parser("predict", help="valence of audio files, offline, with the registered model")
+    pred.add_argument("files", nargs="+")
+    pred.add_argument("--model-uri", default="models:/crossemo-valence@champion")
+    pred.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
+    pred.set_defaults(func=_cmd_predict)
     return parser
 
 

@@ -208,7 +208,8 @@ class FeedForward(nn.Module):
 class FinetuneSettings:
     learning_rate: float = 1e-3
     max_epochs: int = 200
-    patience: int = 20  # epochs without a better validation UAR before stopping
+    patience: int = 20  # epochs without a lower validation loss before stopping
+    min_epochs: int = 10  # small corpora give few steps per epoch: never stop before this
     batch_size: int = 64
     weight_decay: float = 0.0
     dropout: float = 0.0
@@ -262,7 +263,8 @@ def unweighted_average_recall(true: torch.Tensor, pred: torch.Tensor, n_classes:
 
 
 def finetune(net: FeedForward, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-             settings: FinetuneSettings, logger=None, progress: bool = True, seed: int = 0) -> FeedForward:
+             settings: FinetuneSettings, logger=None, progress: bool = True, seed: int = 0,
+             callbacks: list | None = None) -> FeedForward:
     """Supervised training with early stopping on validation UAR; returns the net at its best epoch."""
     L.seed_everything(seed, workers=False, verbose=False)
     counts = torch.bincount(y, minlength=net.head.out_features).clamp(min=1).float()
@@ -271,8 +273,11 @@ def finetune(net: FeedForward, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
         RandomSampler(range(len(x)), generator=torch.Generator().manual_seed(seed)), settings.batch_size, False))
     val = DataLoader(TensorDataset(x_val, y_val), batch_size=None,
                      sampler=BatchSampler(SequentialSampler(range(len(x_val))), 4096, False))
-    stop = L.pytorch.callbacks.EarlyStopping("finetune/val_uar", mode="max", patience=settings.patience)
-    trainer(settings.max_epochs, logger, progress, callbacks=[stop]).fit(module, train, val)
+    # Stop on the validation loss, which keeps falling while UAR still sits at 0.5 on the plateau
+    # where every sigmoid net starts; keep the weights of the best validation UAR.
+    stop = L.pytorch.callbacks.EarlyStopping("finetune/val_loss", mode="min", patience=settings.patience)
+    trainer(settings.max_epochs, logger, progress, callbacks=[stop, *(callbacks or [])],
+            min_epochs=min(settings.min_epochs, settings.max_epochs)).fit(module, train, val)
     if module.best_state_ is not None:
         net.load_state_dict(module.best_state_)
     return net.eval()

@@ -74,8 +74,9 @@ class ValenceModel:
     def __getstate__(self):
         # A live logger holds a tracking client and cannot be pickled; a saved model needs neither.
         state = {k: v for k, v in self.__dict__.items() if k not in self._not_pickled}
-        if "logger" in state:
-            state["logger"] = None
+        for live in ("logger", "callbacks"):
+            if live in state:
+                state[live] = None
         return state
 
 
@@ -116,10 +117,12 @@ class DBNValence(ValenceModel):
 
     def __init__(self, hidden=(1000, 1000, 2000), pretrain: PretrainSettings | dict | None = None,
                  finetune: FinetuneSettings | dict | None = None, pretrain_data: str = "train+unlabeled",
-                 seed: int = 0, progress: bool = False, logger=None, cache_dir: str | None = None):
+                 seed: int = 0, progress: bool = False, logger=None, cache_dir: str | None = None,
+                 callbacks: list | None = None):
         self.hidden, self.pretrain, self.finetune = tuple(hidden), pretrain, finetune
         self.pretrain_data = PretrainData(pretrain_data)
         self.seed, self.progress, self.logger, self.cache_dir = seed, progress, logger, cache_dir
+        self.callbacks = callbacks  # extra Lightning callbacks for fine-tuning (e.g. Optuna pruning)
 
     def _settings(self) -> tuple[PretrainSettings, FinetuneSettings]:
         pre = self.pretrain if isinstance(self.pretrain, PretrainSettings) else PretrainSettings(**(self.pretrain or {}))
@@ -155,7 +158,7 @@ class DBNValence(ValenceModel):
         net = self._pretrained_net(self._pretraining_rows(x[train], unlabeled), x[val])
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
         self.net_ = finetune(net, t(x[train]), t(y[train]), t(x[val]), t(y[val]), fine, self.logger,
-                             self.progress, self.seed)
+                             self.progress, self.seed, self.callbacks)
 
     @torch.no_grad()
     def _proba(self, x):

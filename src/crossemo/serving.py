@@ -1,0 +1,137 @@
+"""The served model: raw audio (or eGeMAPS features) -> features -> normalisation -> network -> valence.
+
+`ValencePipeline` holds everything needed from audio to answer; `ValencePyfunc` wraps it as an
+MLflow pyfunc model. Bad inputs raise MlflowException with INVALID_PARAMETER_VALUE, which the
+MLflow scoring server answers with HTTP 400 and the message, and keeps serving.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+from .audio import BadAudio, read_utterance
+from .features import FeatureSettings, _smile, feature_names
+from .models import ValenceModel
+
+AUDIO_COLUMNS = ("audio_base64", "audio_path")
+MAX_AUDIO_BYTES = 20 * 1024 * 1024  # one decoded file
+MAX_AUDIO_SECONDS = 60.0
+MAX_ROWS = 256
+
+
+@dataclass
+class ValencePipeline:
+    features: FeatureSettings
+    mean_: np.ndarray  # normalisation fitted on the training features
+    scale_: np.ndarray
+    model: ValenceModel
+
+    def __post_init__(self):
+        self._smile = None
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_smile"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._smile = None
+
+    def egemaps(self, source, name: str) -> np.ndarray:
+        utterance = read_utterance(source, self.features.channel, self.features.min_duration, MAX_AUDIO_SECONDS, name)
+        if self._smile is None:
+            self._smile = _smile(self.features.sampling_rate)
+        values = self._smile.process_signal(utterance.signal, utterance.sampling_rate).to_numpy()[0]
+        if np.isnan(values).any():
+            raise BadAudio(name, "openSMILE found too little voiced speech")
+        return values.astype(np.float32)
+
+    def predict_features(self, x: np.ndarray) -> pd.DataFrame:
+        proba = self.model.predict_proba((x - self.mean_) / self.scale_)
+        return pd.DataFrame({"valence": self.model.classes_[proba.argmax(1)],
+                             "p_negative": proba[:, 0], "p_positive": proba[:, 1]})
+
+
+def _bad(message: str) -> MlflowException:
+    return MlflowException(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def rows_to_features(pipeline: ValencePipeline, frame: pd.DataFrame) -> np.ndarray:
+    """One eGeMAPS vector per row, from whichever input the row carries; errors name the row."""
+    names = feature_names()
+    known = set(AUDIO_COLUMNS) | set(names)
+    if not known & set(frame.columns):
+        # MLflow drops columns outside the signature before the model sees them.
+        raise _bad("missing columns: send audio_base64 (a base64 WAV), audio_path, or the 88 eGeMAPS columns by "
+                   "openSMILE's names; unknown columns are ignored")
+    if len(frame) == 0:
+        raise _bad("empty request: send at least one row")
+    if len(frame) > MAX_ROWS:
+        raise _bad(f"too large: {len(frame)} rows > {MAX_ROWS} per request; send batches")
+    present = [c for c in names if c in frame.columns]
+    out = np.empty((len(frame), len(names)), dtype=np.float32)
+    for i, row in enumerate(frame.to_dict("records")):
+        b64, path = row.get("audio_base64"), row.get("audio_path")
+        try:
+            if isinstance(b64, str) and b64:
+                out[i] = pipeline.egemaps(io.BytesIO(_decode(b64, i)), f"row {i} (audio_base64)")
+            elif isinstance(path, str) and path:
+                if not Path(path).is_file():
+                    raise _bad(f"row {i}: audio_path {path!r} is not a file readable by the server")
+                out[i] = pipeline.egemaps(path, f"row {i} ({path})")
+            elif len(present) == len(names) and not pd.isna([row[c] for c in names]).any():
+                out[i] = [row[c] for c in names]
+            else:
+                missing = [c for c in names if c not in present or pd.isna(row.get(c))]
+                raise _bad(f"row {i}: missing columns: give audio_base64 (a base64 WAV), audio_path, or all 88 "
+                           f"eGeMAPS columns by openSMILE's names ({len(missing)} missing, e.g. {missing[0]}); "
+                           "columns outside the model's signature are ignored")
+        except BadAudio as bad:
+            raise _bad(str(bad)) from None
+    return out
+
+
+def _decode(text: str, row: int) -> bytes:
+    if len(text) > MAX_AUDIO_BYTES * 4 // 3 + 4:
+        raise _bad(f"row {row}: too large: audio over {MAX_AUDIO_BYTES // 2**20} MiB")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _bad(f"row {row}: audio_base64 is not valid base64") from None
+    if not data:
+        raise _bad(f"row {row}: empty audio: audio_base64 decodes to no bytes")
+    return data
+
+
+class ValencePyfunc(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        import joblib
+
+        self.pipeline = joblib.load(context.artifacts["pipeline"])
+        self.version = str((context.model_config or {}).get("model_version", "unknown"))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        answer = self.pipeline.predict_features(rows_to_features(self.pipeline, frame))
+        answer["model_version"] = self.version
+        return answer
+
+
+def signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = [ColSpec("string", c, required=False) for c in AUDIO_COLUMNS]
+    inputs += [ColSpec("double", c, required=False) for c in feature_names()]
+    outputs = [ColSpec("string", "valence"), ColSpec("double", "p_negative"), ColSpec("double", "p_positive"),
+               ColSpec("string", "model_version")]
+    return ModelSignature(Schema(inputs), Schema(outputs))

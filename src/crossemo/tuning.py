@@ -1,0 +1,167 @@
+"""Optuna search over the DBN: layers and sizes, learning rates, epochs, CD steps, batch size.
+
+Maximises UAR on validation speakers that never train; the target test corpus is never touched
+(only the corpora named as training data are loaded). The study lives in an Optuna RDB storage
+(sqlite by default), so an interrupted study resumes, and several processes or machines share one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+import yaml
+
+from . import tracking
+from .metrics import evaluate
+from .models import DBNValence
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    layers: tuple[int, int] = (1, 3)
+    units: tuple[int, int] = (64, 2048)  # per layer, log scale
+    pretrain_learning_rate: tuple[float, float] = (1e-4, 1e-1)
+    finetune_learning_rate: tuple[float, float] = (1e-4, 1e-2)
+    pretrain_epochs: tuple[int, int] = (5, 500)  # log scale
+    cd_steps: tuple[int, int] = (1, 3)
+    batch_size: tuple[int, ...] = (32, 64, 128, 256)
+
+    def __post_init__(self):
+        for name in ("layers", "units", "pretrain_learning_rate", "finetune_learning_rate", "pretrain_epochs",
+                     "cd_steps", "batch_size"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def sample(self, trial: optuna.Trial) -> dict:
+        layers = trial.suggest_int("layers", *self.layers)
+        hidden = [trial.suggest_int(f"units_{i}", *self.units, log=True) for i in range(layers)]
+        batch = trial.suggest_categorical("batch_size", list(self.batch_size))
+        return {
+            "hidden": hidden,
+            "pretrain": {"learning_rate": trial.suggest_float("pretrain_learning_rate", *self.pretrain_learning_rate, log=True),
+                         "epochs": trial.suggest_int("pretrain_epochs", *self.pretrain_epochs, log=True),
+                         "cd_steps": trial.suggest_int("cd_steps", *self.cd_steps), "batch_size": batch},
+            "finetune": {"learning_rate": trial.suggest_float("finetune_learning_rate", *self.finetune_learning_rate, log=True),
+                         "batch_size": batch},
+        }
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    corpora: tuple[str, ...]  # training corpora; never the target test corpus
+    study_name: str = "crossemo-dbn"
+    storage: str = "sqlite:///.cache/optuna.db"
+    n_trials: int = 20
+    timeout: float | None = None  # seconds, per worker
+    validation_fraction: float = 0.25  # of the training speakers
+    seed: int = 0
+    finetune_max_epochs: int = 60
+    finetune_patience: int = 8
+    output: str = "tuning/best_params.yaml"
+    space: SearchSpace = field(default_factory=SearchSpace)
+
+    def __post_init__(self):
+        object.__setattr__(self, "corpora", tuple(self.corpora))
+        if isinstance(self.space, dict):
+            object.__setattr__(self, "space", SearchSpace(**self.space))
+        if not self.corpora:
+            raise ValueError("tuning.corpora must name at least one training corpus")
+
+
+def speaker_holdout(table: pd.DataFrame, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) rows with no speaker in both: the score judges unseen speakers."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    groups = (table["corpus"] + "/" + table["speaker"].astype(str)).to_numpy()
+    return next(GroupShuffleSplit(1, test_size=fraction, random_state=seed).split(table, groups=groups))
+
+
+def storage(url: str) -> optuna.storages.RDBStorage:
+    """RDB storage with a heartbeat: a trial whose worker died is failed, not left running forever."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90,
+                                      engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {})
+
+
+def open_study(settings: TuneSettings, resume: bool) -> optuna.Study:
+    store = storage(settings.storage)
+    exists = settings.study_name in [s.study_name for s in optuna.get_all_study_summaries(store)]
+    if exists and not resume:
+        raise ValueError(f"study {settings.study_name!r} already exists in {settings.storage}: "
+                         "pass --resume to continue it, or --study-name for a new one")
+    return optuna.create_study(storage=store, study_name=settings.study_name, direction="maximize", load_if_exists=True,
+                               sampler=optuna.samplers.TPESampler(seed=None if exists else settings.seed),
+                               pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3))
+
+
+class Objective:
+    def __init__(self, x: np.ndarray, table: pd.DataFrame, settings: TuneSettings, parent_run_id: str | None):
+        self.x, self.table, self.settings, self.parent_run_id = x, table, settings, parent_run_id
+        self.train, self.val = speaker_holdout(table, settings.validation_fraction, settings.seed)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from optuna_integration import PyTorchLightningPruningCallback
+
+        config = self.settings.space.sample(trial)
+        config["finetune"].update(max_epochs=self.settings.finetune_max_epochs, patience=self.settings.finetune_patience)
+        tags = {"mlflow.parentRunId": self.parent_run_id, "trial": str(trial.number)} if self.parent_run_id else {}
+        with mlflow.start_run(run_name=f"trial {trial.number}", nested=True, tags=tags) as run:
+            mlflow.log_params(tracking.flatten(config))
+            labels = self.table["valence"].to_numpy()
+            groups = (self.table["corpus"] + "/" + self.table["speaker"].astype(str)).to_numpy()
+            model = DBNValence(**config, pretrain_data="train", seed=self.settings.seed,
+                               callbacks=[PyTorchLightningPruningCallback(trial, "finetune/val_uar")])
+            try:
+                model.fit(self.x[self.train], labels[self.train], groups=groups[self.train])
+            except optuna.TrialPruned:
+                mlflow.set_tag("pruned", "true")
+                raise
+            uar = evaluate(labels[self.val], model.predict(self.x[self.val]))["uar"]
+            mlflow.log_metric("validation_uar", uar)
+            mlflow.set_tag("pruned", "false")
+            trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            return uar
+
+
+def best_params_yaml(study: optuna.Study, settings: TuneSettings) -> dict:
+    """The best trial as a `models:` entry that params.yaml can take up deliberately."""
+    best = study.best_trial
+    p = best.params
+    hidden = [p[f"units_{i}"] for i in range(p["layers"])]
+    return {"models": {"dbn_tuned": {
+        "model": "dbn", "hidden": hidden, "pretrain_data": "train+unlabeled",
+        "pretrain": {"learning_rate": p["pretrain_learning_rate"], "epochs": p["pretrain_epochs"],
+                     "cd_steps": p["cd_steps"], "batch_size": p["batch_size"]},
+        "finetune": {"learning_rate": p["finetune_learning_rate"], "batch_size": p["batch_size"],
+                     "max_epochs": settings.finetune_max_epochs, "patience": settings.finetune_patience},
+    }}, "tuning_result": {"study": settings.study_name, "trial": best.number, "validation_uar": best.value,
+                          "corpora": list(settings.corpora)}}
+
+
+def tune(table: pd.DataFrame, x: np.ndarray, settings: TuneSettings, resume: bool = False,
+         tracking_uri: str = tracking.TRACKING_URI, n_trials: int | None = None) -> optuna.Study:
+    """Run (or resume) the study in this process until it holds n_trials finished trials."""
+    study = open_study(settings, resume)
+    target = n_trials or settings.n_trials
+    done = len([t for t in study.trials if t.state.is_finished()])
+    tracking.configure(tracking_uri)
+    experiment_id = tracking.experiment("crossemo-tuning")
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"study {settings.study_name}",
+                          tags={**tracking.provenance_tags(list(settings.corpora)), "study": settings.study_name}) as parent:
+        objective = Objective(x, table, settings, parent.info.run_id)
+        # MaxTrialsCallback counts across workers: together they stop at the target.
+        study.optimize(objective, n_trials=max(0, target - done), timeout=settings.timeout, catch=(),
+                       callbacks=[optuna.study.MaxTrialsCallback(target, states=None)])
+    if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        out = Path(settings.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(yaml.safe_dump(best_params_yaml(study, settings), sort_keys=False))
+    return study
