@@ -132,7 +132,7 @@ def _cmd_tune(args) -> None:
     import multiprocessing
 
     from .config import load_params
-    from .tuning import TuneSettings, open_study, tune
+    from .tuning import TuneSettings, prepare, tune
 
     params = load_params(args.params)
     section = dict(params.get("tuning") or {})
@@ -141,7 +141,7 @@ def _cmd_tune(args) -> None:
             section[key] = getattr(args, key)
     settings = TuneSettings(**section)
     table, x = _label_free_features(params, list(settings.corpora))
-    open_study(settings, args.resume)  # fail early if it exists and --resume was not given
+    prepare(settings, args.resume)  # fails early if the study exists and --resume was not given
     if args.workers > 1:
         ctx = multiprocessing.get_context("spawn")
         workers = [ctx.Process(target=tune, args=(table, x, settings, True)) for _ in range(args.workers)]

@@ -102,9 +102,20 @@ def open_study(settings: TuneSettings, resume: bool) -> optuna.Study:
                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3))
 
 
+def prepare(settings: TuneSettings, resume: bool, tracking_uri: str = tracking.TRACKING_URI) -> optuna.Study:
+    """Create (or check) the study and the MLflow store once, before workers start: two processes
+    creating one sqlite schema at the same moment collide."""
+    study = open_study(settings, resume)
+    tracking.configure(tracking_uri)
+    tracking.experiment("crossemo-tuning")
+    return study
+
+
 class Objective:
-    def __init__(self, x: np.ndarray, table: pd.DataFrame, settings: TuneSettings, parent_run_id: str | None):
-        self.x, self.table, self.settings, self.parent_run_id = x, table, settings, parent_run_id
+    def __init__(self, x: np.ndarray, table: pd.DataFrame, settings: TuneSettings, parent_run_id: str,
+                 experiment_id: str):
+        self.x, self.table, self.settings = x, table, settings
+        self.parent_run_id, self.experiment_id = parent_run_id, experiment_id
         self.train, self.val = speaker_holdout(table, settings.validation_fraction, settings.seed)
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -112,8 +123,10 @@ class Objective:
 
         config = self.settings.space.sample(trial)
         config["finetune"].update(max_epochs=self.settings.finetune_max_epochs, patience=self.settings.finetune_patience)
-        tags = {"mlflow.parentRunId": self.parent_run_id, "trial": str(trial.number)} if self.parent_run_id else {}
-        with mlflow.start_run(run_name=f"trial {trial.number}", nested=True, tags=tags) as run:
+        tags = {"mlflow.parentRunId": self.parent_run_id, "trial": str(trial.number)}
+        # A nested run does not inherit its parent's experiment: name it.
+        with mlflow.start_run(experiment_id=self.experiment_id, run_name=f"trial {trial.number}", nested=True,
+                              tags=tags) as run:
             mlflow.log_params(tracking.flatten(config))
             labels = self.table["valence"].to_numpy()
             groups = (self.table["corpus"] + "/" + self.table["speaker"].astype(str)).to_numpy()
@@ -156,7 +169,7 @@ def tune(table: pd.DataFrame, x: np.ndarray, settings: TuneSettings, resume: boo
     experiment_id = tracking.experiment("crossemo-tuning")
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"study {settings.study_name}",
                           tags={**tracking.provenance_tags(list(settings.corpora)), "study": settings.study_name}) as parent:
-        objective = Objective(x, table, settings, parent.info.run_id)
+        objective = Objective(x, table, settings, parent.info.run_id, experiment_id)
         # MaxTrialsCallback counts across workers: together they stop at the target.
         study.optimize(objective, n_trials=max(0, target - done), timeout=settings.timeout, catch=(),
                        callbacks=[optuna.study.MaxTrialsCallback(target, states=None)])

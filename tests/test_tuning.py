@@ -1,0 +1,71 @@
+"""Optuna: one sqlite study shared by two worker processes, resumable, every trial a nested MLflow run."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import mlflow
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from crossemo.experiments import feature_columns
+from crossemo.tuning import SearchSpace, TuneSettings, open_study, prepare, tune
+
+from .test_experiments import feature_table
+
+pytestmark = pytest.mark.slow
+
+TINY_SPACE = SearchSpace(layers=(1, 1), units=(8, 16), pretrain_epochs=(1, 2), cd_steps=(1, 1), batch_size=(64,))
+
+
+def settings(tmp_path, **kw) -> TuneSettings:
+    return TuneSettings(corpora=("a", "b"), storage=f"sqlite:///{tmp_path}/optuna.db", n_trials=6,
+                        finetune_max_epochs=3, finetune_patience=2, output=str(tmp_path / "best.yaml"),
+                        space=TINY_SPACE, **kw)
+
+
+def data():
+    table = feature_table()
+    table = table[table["corpus"].isin(["a", "b"])].reset_index(drop=True)
+    return table, table[feature_columns(table)].to_numpy(np.float32)
+
+
+def test_two_workers_share_one_study_and_record_every_trial_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = settings(tmp_path)
+    table, x = data()
+    prepare(s, resume=False)
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=tune, args=(table, x, s, True)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=600)
+    assert [w.exitcode for w in workers] == [0, 0]
+    study = optuna.load_study(study_name=s.study_name, storage=s.storage)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    numbers = [t.number for t in study.trials]
+    assert len(finished) >= s.n_trials and len(numbers) == len(set(numbers)) == len(study.trials)
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["crossemo-tuning"], filter_string="tags.trial != ''")
+    assert sorted(runs["tags.trial"].astype(int)) == sorted(numbers)  # one nested run per trial, no more
+    assert runs["tags.mlflow.parentRunId"].notna().all()
+    assert set(runs["tags.pruned"]) <= {"true", "false"}
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())
+    assert best["models"]["dbn_tuned"]["model"] == "dbn"
+    assert best["tuning_result"]["validation_uar"] == pytest.approx(study.best_value)
+
+
+def test_an_existing_study_needs_resume_and_keeps_its_finished_trials(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    table, x = data()
+    s = settings(tmp_path)
+    tune(table, x, s, n_trials=2)
+    with pytest.raises(ValueError, match="--resume"):
+        open_study(s, resume=False)
+    before = {t.number: t.value for t in optuna.load_study(study_name=s.study_name, storage=s.storage).trials}
+    study = tune(table, x, s, resume=True, n_trials=3)
+    after = {t.number: t.value for t in study.trials}
+    assert len(after) == 3 and all(after[n] == v for n, v in before.items())
