@@ -104,6 +104,9 @@ def _cmd_experiment(args) -> None:
     out = Path(args.out or f"results/{args.scenario}.parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
     results.to_parquet(out, index=False)
+    if results.empty:
+        print(f"{args.scenario}: no configuration fits these corpora; empty table -> {out}")
+        return
     summary = results.groupby(["model"])[["accuracy", "uar"]].mean().round(3)
     print(f"{args.scenario}: {len(results)} runs -> {out}\n{summary.to_string()}")
 

@@ -122,6 +122,10 @@ def feature_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in feature_names() if c in table.columns]
 
 
+RESULT_COLUMNS = ["scenario", "protocol", "model", "source", "target", "seed", "fold", "fraction", "speaker_disjoint",
+                  "notes", "n_train", "accuracy", "uar", "macro_f1", "majority_rate", "n_test", "confusion", "run_id"]
+
+
 @dataclass
 class Runner:
     """Runs one scenario. Fitted models are reused within the run wherever the same training rows,
@@ -157,7 +161,10 @@ class Runner:
                     rows.append(self._run_one(model_name, seed, job, x, experiment_id, parent.info.run_id, tags))
                     bar.update()
             bar.close()
-        return pd.DataFrame(rows)
+        if not work:
+            log.warning("%s: no configuration fits these corpora (e.g. multi-source needs corpora of "
+                        "several other languages)", self.scenario)
+        return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
     def _normalized(self, split: Split) -> np.ndarray:
         method = self.settings.normalization

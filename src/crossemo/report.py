@@ -37,10 +37,11 @@ def confusion_figure(matrix: np.ndarray, title: str):
 
 
 def load_results(directory: str | Path = "results") -> pd.DataFrame:
-    files = sorted(Path(directory).glob("*.parquet"))
-    if not files:
+    frames = [pd.read_parquet(f) for f in sorted(Path(directory).glob("*.parquet"))]
+    frames = [f for f in frames if len(f)]
+    if not frames:
         raise FileNotFoundError(f"no results under {directory}/: run the experiment stages first (dvc repro)")
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
 
 
 def metrics_json(summary: pd.DataFrame) -> dict:
