@@ -99,3 +99,15 @@ def test_iemocap_two_session_protocol_is_two_fold_over_sessions():
     assert list(first.train) == [0, 1] and list(first.test) == [2, 3]
     assert list(second.train) == [2, 3] and list(second.test) == [0, 1]
     assert within_sessions(table, "e") == []
+
+
+def test_confidence_intervals_are_students_t_and_stay_within_0_and_1():
+    from crossemo.metrics import mean_ci, summarize
+
+    mean, std, low, high = mean_ci([0.6, 0.7, 0.8])
+    assert (mean, round(std, 6)) == (pytest.approx(0.7), 0.1)
+    assert high - mean == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-5)  # t(0.975, 2 df)
+    results = pd.DataFrame({"model": "m", "seed": [0, 1, 2], "accuracy": [1.0, 0.9, 1.0], "uar": [1.0, 0.9, 1.0],
+                            "macro_f1": 0.9, "majority_rate": 0.5})
+    row = summarize(results, ["model"]).iloc[0]
+    assert row["accuracy_ci_high"] == 1.0 and row["accuracy_ci_low"] < row["accuracy"]

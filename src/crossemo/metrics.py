@@ -47,6 +47,8 @@ def summarize(results: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         row["seeds"] = len(group)
         for metric in METRICS:
             mean, std, low, high = mean_ci(group[metric])
-            row.update({metric: mean, f"{metric}_std": std, f"{metric}_ci_low": low, f"{metric}_ci_high": high})
+            # The metrics are proportions: a t-interval past 0 or 1 says nothing more than the bound.
+            row.update({metric: mean, f"{metric}_std": std, f"{metric}_ci_low": max(0.0, low),
+                        f"{metric}_ci_high": min(1.0, high)})
         rows.append(row)
     return pd.DataFrame(rows)
