@@ -26,6 +26,16 @@ def bernoulli_rbm(seed: int = 0, scale: float = 1.5) -> RBM:
     return rbm
 
 
+def gaussian_rbm(seed: int) -> RBM:
+    torch.manual_seed(seed)
+    rbm = RBM(4, 3, "gaussian").double()
+    with torch.no_grad():
+        rbm.weight.normal_(0, 0.7)
+        rbm.visible_bias.normal_()
+        rbm.hidden_bias.normal_()
+    return rbm
+
+
 def energy(rbm: RBM, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """E(v, h) for every pair: rows v, columns h."""
     pair = v @ rbm.weight @ h.t()
@@ -76,24 +86,16 @@ def test_free_energy_matches_the_enumerated_marginal():
 
 
 def test_gaussian_free_energy_matches_the_enumeration_over_hidden_states():
-    torch.manual_seed(1)
-    rbm = RBM(4, 3, "gaussian").double()
+    rbm = gaussian_rbm(seed=1)
     with torch.no_grad():
-        rbm.weight.normal_(0, 0.7)
-        rbm.visible_bias.normal_()
-        rbm.hidden_bias.normal_()
         v = torch.randn(10, 4, dtype=D)
         enumerated = -torch.logsumexp(-energy(rbm, v, states(3)), dim=1)
         torch.testing.assert_close(rbm.free_energy(v), enumerated, atol=1e-10, rtol=0)
 
 
 def test_gaussian_bernoulli_conditionals_have_their_closed_form():
-    torch.manual_seed(2)
-    rbm = RBM(4, 3, "gaussian").double()
+    rbm = gaussian_rbm(seed=2)
     with torch.no_grad():
-        rbm.weight.normal_(0, 0.7)
-        rbm.visible_bias.normal_()
-        rbm.hidden_bias.normal_()
         v = torch.randn(5, 4, dtype=D)
         # p(h_j = 1 | v) from the energy: the ratio of exp(-E) with h_j on and off.
         h_all = states(3)
