@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from . import tracking
 from .metrics import evaluate
 from .splits import (Normalization, Split, cross_corpus, normalize, target_fraction, within_random,
-                     within_sessions, within_speaker_folds)
+                     speaker_keys, within_sessions, within_speaker_folds)
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class Runner:
             runtime["cache_dir"] = self.settings.cache_dir
         model = model_from_params(self.params, model_name, seed=seed, **runtime)
         model.fit(x[split.train], self.table["valence"].to_numpy()[split.train],
-                  groups=(self.table["corpus"] + "/" + self.table["speaker"].astype(str)).to_numpy()[split.train],
+                  groups=speaker_keys(self.table).to_numpy()[split.train],
                   unlabeled=pool)
         self._fitted[key] = (model, run_id)
         return model

@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from . import tracking
 from .features import FeatureSettings
 from .metrics import evaluate
+from .splits import speaker_keys
 from .serving import ValencePipeline, signature
 from .tuning import speaker_holdout
 
@@ -36,7 +37,7 @@ def train_pipeline(table: pd.DataFrame, model, features: FeatureSettings, valida
     train, val = speaker_holdout(table, validation_fraction, seed)
     mean, scale = x[train].mean(0), x[train].std(0)
     scale = np.where(scale > 0, scale, 1).astype(np.float32)
-    groups = (table["corpus"] + "/" + table["speaker"].astype(str)).to_numpy()
+    groups = speaker_keys(table).to_numpy()
     model.fit((x[train] - mean) / scale, table["valence"].to_numpy()[train], groups=groups[train])
     pipeline = ValencePipeline(features, mean.astype(np.float32), scale, model)
     uar = evaluate(table["valence"].to_numpy()[val], pipeline.predict_features(x[val])["valence"])["uar"]

@@ -37,6 +37,11 @@ class Split:
             raise ValueError(f"split {self.source} -> {self.target}: rows are both in training and test")
 
 
+def speaker_keys(table: pd.DataFrame) -> pd.Series:
+    """A speaker's id within its corpus: speaker ids repeat across corpora (e.g. 'f1', '03')."""
+    return table["corpus"].astype(str) + "/" + table["speaker"].astype(str)
+
+
 def _rows(table: pd.DataFrame, corpus: str | list[str]) -> np.ndarray:
     corpora = [corpus] if isinstance(corpus, str) else corpus
     missing = set(corpora) - set(table["corpus"])
@@ -46,7 +51,7 @@ def _rows(table: pd.DataFrame, corpus: str | list[str]) -> np.ndarray:
 
 
 def _speaker_disjoint(table: pd.DataFrame, split_train: np.ndarray, split_test: np.ndarray) -> bool:
-    key = table["corpus"] + "/" + table["speaker"].astype(str)
+    key = speaker_keys(table)
     return set(key.iloc[split_train]).isdisjoint(key.iloc[split_test])
 
 
@@ -135,7 +140,7 @@ def normalize(features: np.ndarray, table: pd.DataFrame, split: Split, method: N
         mean, std = features[split.train].mean(0), features[split.train].std(0)
         return ((features - mean) / np.where(std > 0, std, 1)).astype(np.float32)
     column = "corpus" if method is Normalization.CORPUS else "speaker"
-    keys = table["corpus"].astype(str) if column == "corpus" else table["corpus"] + "/" + table["speaker"].astype(str)
+    keys = table["corpus"].astype(str) if column == "corpus" else speaker_keys(table)
     for _, index in pd.Series(np.arange(len(table))).groupby(keys.to_numpy()):
         block = features[index.to_numpy()]
         std = block.std(0)

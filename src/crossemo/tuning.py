@@ -19,6 +19,7 @@ import yaml
 
 from . import tracking
 from .metrics import evaluate
+from .splits import speaker_keys
 from .models import DBNValence
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def speaker_holdout(table: pd.DataFrame, fraction: float, seed: int) -> tuple[np
     """(train, validation) rows with no speaker in both: the score judges unseen speakers."""
     from sklearn.model_selection import GroupShuffleSplit
 
-    groups = (table["corpus"] + "/" + table["speaker"].astype(str)).to_numpy()
+    groups = speaker_keys(table).to_numpy()
     return next(GroupShuffleSplit(1, test_size=fraction, random_state=seed).split(table, groups=groups))
 
 
@@ -129,7 +130,7 @@ class Objective:
                               tags=tags) as run:
             mlflow.log_params(tracking.flatten(config))
             labels = self.table["valence"].to_numpy()
-            groups = (self.table["corpus"] + "/" + self.table["speaker"].astype(str)).to_numpy()
+            groups = speaker_keys(self.table).to_numpy()
             model = DBNValence(**config, pretrain_data="train", seed=self.settings.seed,
                                callbacks=[PyTorchLightningPruningCallback(trial, "finetune/val_uar")])
             try:
