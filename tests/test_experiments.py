@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from crossemo.experiments import ExperimentSettings, Runner
 from crossemo.features import feature_names
@@ -105,3 +108,41 @@ def test_report_writes_metrics_figures_and_paper_comparison(store, tmp_path):
             "fig4b_leave_one_out.png", "cross_corpus_heatmap.png"} <= figures
     report = (tmp_path / "reports/report.md").read_text()
     assert "paper DBN acc." in report and "beats eGeMAPS + svm in UAR in" in report
+
+
+def test_two_workers_give_the_same_results_and_pretrain_each_stack_once(store):
+    serial = Runner("single_source", feature_table(), TINY, settings(store), progress=False).run()
+    parallel = Runner("single_source", feature_table(), TINY, settings(store, workers=2, cache_dir=".cache/other"),
+                      progress=False).run()
+    columns = ["model", "source", "target", "seed", "accuracy", "uar", "macro_f1", "confusion"]
+    pd.testing.assert_frame_equal(serial[columns], parallel[columns])
+    mlflow.set_tracking_uri(store)
+    runs = mlflow.search_runs(experiment_names=["crossemo-single_source"])
+    children = runs[runs["run_id"].isin(parallel["run_id"])]
+    parents = set(children["tags.mlflow.parentRunId"])
+    assert len(parents) == 1 and runs.loc[runs["run_id"].isin(parents), "status"].item() == "FINISHED"
+    # Three DBN fits (one per source) share the one stack of seed 0: it is pretrained once.
+    client = mlflow.MlflowClient()
+    pretrained = [r for r in children.loc[children["tags.model"] == "dbn_tiny", "run_id"]
+                  if client.get_metric_history(r, "pretrain/layer0/reconstruction_error")]
+    assert len(pretrained) == 1
+
+
+def test_the_stack_cache_builds_a_stack_once_while_others_wait(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crossemo.dbn import RBMStack
+    from crossemo.models import StackCache
+
+    builds = []
+
+    def slow_build():
+        builds.append(1)
+        time.sleep(0.5)  # long enough that the other caller arrives while this one builds
+        return RBMStack(4, (3,))
+
+    cache = StackCache(tmp_path)
+    with ThreadPoolExecutor(2) as pool:
+        stacks = list(pool.map(lambda _: cache.get_or_build("k", 4, (3,), slow_build), range(2)))
+    assert len(builds) == 1
+    assert torch.equal(stacks[0].layers[0].weight, stacks[1].layers[0].weight)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import joblib
 import mlflow
 import numpy as np
 import pandas as pd
+import torch
+from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from . import tracking
@@ -53,6 +56,7 @@ class ExperimentSettings:
     multi_source_size: int = 2
     log_models: bool = True
     cache_dir: str = ".cache/pretrained"
+    workers: int = 1  # processes running fits side by side; each gets cores // workers torch threads
     tracking_uri: str = tracking.TRACKING_URI
 
     def __post_init__(self):
@@ -63,6 +67,8 @@ class ExperimentSettings:
         unknown = set(self.within_protocols) - {"random", "speaker", "sessions"}
         if unknown:
             raise ValueError(f"experiments.within_protocols: unknown {sorted(unknown)}; use random, speaker, sessions")
+        if self.workers < 1:
+            raise ValueError(f"experiments.workers must be at least 1, not {self.workers}")
         if not self.models or not self.seeds:
             raise ValueError("experiments.models and experiments.seeds must not be empty")
 
@@ -71,6 +77,7 @@ class ExperimentSettings:
 class Job:
     protocol: str  # random / speaker (within), or the scenario's name
     split: Split
+    x: np.ndarray | None = None  # this job's own normalised features (training-set statistics) if any
 
 
 def _within(table, corpora, languages, s: ExperimentSettings, seed):
@@ -126,17 +133,43 @@ RESULT_COLUMNS = ["scenario", "protocol", "model", "source", "target", "seed", "
                   "notes", "n_train", "accuracy", "uar", "macro_f1", "majority_rate", "n_test", "confusion", "run_id"]
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One fit and the test splits it serves: the same model, seed, training rows and unlabeled pool
+    give the same fit (a single-source model serves every target), so they share a unit."""
+
+    model_name: str
+    seed: int
+    jobs: tuple[tuple[int, Job], ...]  # (position in the scenario's run order, job)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a unit needs, wherever it runs: the normalised features, labels, and the MLflow parent."""
+
+    scenario: Scenario
+    params: dict
+    settings: ExperimentSettings
+    x: np.ndarray
+    labels: np.ndarray
+    speakers: np.ndarray  # corpus/speaker keys, for the speaker-disjoint validation split
+    meta: pd.DataFrame  # corpus, utterance_id, speaker: the predictions' first columns
+    experiment_id: str
+    parent_id: str
+    tags: dict
+    torch_threads: int
+
+
 @dataclass
 class Runner:
-    """Runs one scenario. Fitted models are reused within the run wherever the same training rows,
-    unlabeled pool and seed recur (a single-source model serves every target)."""
+    """Runs one scenario: its splits x models x seeds, as units spread over `settings.workers`
+    processes. Results come back in the scenario's own order whatever the worker count."""
 
     scenario: Scenario
     table: pd.DataFrame
     params: dict
     settings: ExperimentSettings
     progress: bool = True
-    _fitted: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.scenario = Scenario(self.scenario)
@@ -146,105 +179,136 @@ class Runner:
         self.languages = self.table.groupby("corpus")["language"].first().to_dict()
 
     def run(self) -> pd.DataFrame:
-        tracking.configure(self.settings.tracking_uri)
+        uri = tracking.configure(tracking.absolute_uri(self.settings.tracking_uri))
         experiment_id = tracking.experiment(f"crossemo-{self.scenario}")
-        rows = []
         tags = {**tracking.provenance_tags(self.corpora), "scenario": str(self.scenario)}
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{self.scenario}", tags=tags) as parent:
-            mlflow.log_params(tracking.flatten({"experiments": _jsonable(self.settings)}))
-            work = [(seed, job) for seed in self.settings.seeds for job in PROTOCOLS[self.scenario](
-                self.table, self.corpora, self.languages, self.settings, seed)]
-            bar = tqdm(total=len(work) * len(self.settings.models), desc=str(self.scenario), disable=not self.progress)
-            for seed, job in work:
-                x = self._normalized(job.split)
-                for model_name in self.settings.models:
-                    rows.append(self._run_one(model_name, seed, job, x, experiment_id, parent.info.run_id, tags))
-                    bar.update()
-            bar.close()
+        work = [(seed, job) for seed in self.settings.seeds for job in PROTOCOLS[self.scenario](
+            self.table, self.corpora, self.languages, self.settings, seed)]
         if not work:
             log.warning("%s: no configuration fits these corpora (e.g. multi-source needs corpora of "
                         "several other languages)", self.scenario)
-        return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+        settings = replace(self.settings, tracking_uri=uri, cache_dir=str(Path(self.settings.cache_dir).resolve()))
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"{self.scenario}", tags=tags) as parent:
+            mlflow.log_params(tracking.flatten({"experiments": _jsonable(self.settings)}))
+            context = RunContext(self.scenario, self.params, settings, self._normalized_once(),
+                                 self.table["valence"].to_numpy(), speaker_keys(self.table).to_numpy(),
+                                 self.table[["corpus", "utterance_id", "speaker"]], experiment_id,
+                                 parent.info.run_id, tags, max(1, (os.cpu_count() or 1) // settings.workers))
+            rows = self._execute(context, self._units(work))
+        return pd.DataFrame([row for _, row in sorted(rows, key=lambda r: r[0])], columns=RESULT_COLUMNS)
 
-    def _normalized(self, split: Split) -> np.ndarray:
-        method = self.settings.normalization
-        if method is not Normalization.TRAIN and hasattr(self, "_label_free"):
-            return self._label_free  # corpus / speaker statistics do not depend on the split
-        x = normalize(self.features, self.table, split, method)
-        if method is not Normalization.TRAIN:
-            self._label_free = x
-        return x
+    def _execute(self, context: RunContext, units: list[Unit]) -> list[tuple[int, dict]]:
+        rows = []
+        bar = tqdm(total=sum(len(u.jobs) for u in units), desc=str(self.scenario), disable=not self.progress)
+        # One worker runs in this process (no pickling, the parent run stays the active one); more
+        # run in loky processes, each writing its own nested runs under the parent's id.
+        parallel = Parallel(n_jobs=self.settings.workers, return_as="generator_unordered")
+        for done in parallel(delayed(run_unit)(context, unit) for unit in units):
+            rows += done
+            bar.update(len(done))
+        bar.close()
+        return rows
 
-    def _pool(self, x: np.ndarray, split: Split) -> np.ndarray | None:
-        if self.settings.unlabeled is UnlabeledPool.NONE:
+    def _normalized_once(self) -> np.ndarray | None:
+        """corpus / speaker statistics do not depend on the split: one matrix serves every job."""
+        if self.settings.normalization is Normalization.TRAIN:
             return None
-        return x[split.test] if self.settings.unlabeled is UnlabeledPool.TARGET else x
+        return normalize(self.features, self.table, None, self.settings.normalization)
 
-    def _run_one(self, model_name, seed, job: Job, x, experiment_id, parent_id, tags) -> dict:
-        split, labels = job.split, self.table["valence"].to_numpy()
-        run_tags = {**tags, "model": model_name, "protocol": job.protocol, "source": split.source,
-                    "target": split.target, "seed": str(seed), "fold": str(split.fold),
-                    "fraction": str(split.fraction), "speaker_disjoint": str(split.speaker_disjoint),
-                    "mlflow.parentRunId": parent_id}
-        name = f"{model_name} {split.source}->{split.target} seed{seed}" + (f" fold{split.fold}" if split.fold else "") \
-            + (f" {split.fraction:.0%}" if split.fraction else "")
-        with mlflow.start_run(experiment_id=experiment_id, run_name=name, nested=True, tags=run_tags) as run:
-            config = (self.params.get("models") or {}).get(model_name, {})
-            mlflow.log_params(tracking.flatten(config))
-            model = self._fit(model_name, seed, split, x, run.info.run_id)
-            predicted = model.predict(x[split.test])
-            scores = evaluate(labels[split.test], predicted)
-            mlflow.log_metrics({k: scores[k] for k in ("accuracy", "uar", "macro_f1", "majority_rate")})
-            self._log_artifacts(split, predicted, model.predict_proba(x[split.test]), scores, model)
-        return {"scenario": str(self.scenario), "protocol": job.protocol, "model": model_name, "source": split.source,
-                "target": split.target, "seed": seed, "fold": split.fold, "fraction": split.fraction,
-                "speaker_disjoint": split.speaker_disjoint, "notes": split.notes, "n_train": len(split.train),
-                **{k: v for k, v in scores.items() if k != "confusion"},
-                "confusion": json.dumps(scores["confusion"]), "run_id": run.info.run_id}
+    def _units(self, work: list[tuple[int, Job]]) -> list[Unit]:
+        grouped: dict[tuple, list] = {}
+        for position, (seed, job) in enumerate(work):
+            if self.settings.normalization is Normalization.TRAIN:  # training rows' statistics, per job
+                job = replace(job, x=normalize(self.features, self.table, job.split, Normalization.TRAIN))
+            for m, model_name in enumerate(self.settings.models):
+                key = (model_name, seed, job.split.train.tobytes(), self._pool_key(job.split))
+                grouped.setdefault(key, []).append((position * len(self.settings.models) + m, job))
+        return [Unit(key[0], key[1], tuple(jobs)) for key, jobs in grouped.items()]
 
-    def _fit(self, model_name, seed, split: Split, x, run_id):
-        from lightning.pytorch.loggers import MLFlowLogger
+    def _pool_key(self, split: Split) -> bytes:
+        # The 'target' pool is the test corpus' rows: it changes with the test split; the others do not.
+        return split.test.tobytes() if self.settings.unlabeled is UnlabeledPool.TARGET else b""
 
-        from .config import model_from_params
 
-        pool = self._pool(x, split)
-        # Same model, seed, training rows and pool: the same fit. The 'all' pool is one for every split.
-        pool_key = {UnlabeledPool.NONE: "none", UnlabeledPool.ALL: "all"}.get(
-            self.settings.unlabeled, tracking.short_hash(split.test.tobytes().hex()))
-        key = (model_name, seed, tracking.short_hash(split.train.tobytes().hex()), pool_key)
-        if key in self._fitted:
-            mlflow.set_tag("model_reused_from", self._fitted[key][1])
-            return self._fitted[key][0]
-        runtime = {}
-        kind = (self.params.get("models") or {}).get(model_name, {}).get("model", model_name)
-        if kind in ("dbn", "mlp", "sae_svm"):
-            runtime["logger"] = MLFlowLogger(tracking_uri=self.settings.tracking_uri, run_id=run_id)
-        if kind == "dbn":
-            runtime["cache_dir"] = self.settings.cache_dir
-        model = model_from_params(self.params, model_name, seed=seed, **runtime)
-        model.fit(x[split.train], self.table["valence"].to_numpy()[split.train],
-                  groups=speaker_keys(self.table).to_numpy()[split.train],
-                  unlabeled=pool)
-        self._fitted[key] = (model, run_id)
-        return model
+def run_unit(context: RunContext, unit: Unit) -> list[tuple[int, dict]]:
+    """Fit once (in the unit's first run, which carries the curves), then test on every job's split."""
+    torch.set_num_threads(context.torch_threads)
+    tracking.configure(context.settings.tracking_uri)
+    rows, model, fitted_in = [], None, None
+    for position, job in unit.jobs:
+        with _nested_run(context, unit, job) as run:
+            x = context.x if job.x is None else job.x
+            if model is None:
+                model, fitted_in = _fit(context, unit, job.split, x, run.info.run_id), run.info.run_id
+            else:
+                mlflow.set_tag("model_reused_from", fitted_in)
+            rows.append((position, _evaluate(context, unit, job, x, model, run.info.run_id)))
+    return rows
 
-    def _log_artifacts(self, split: Split, predicted, proba, scores, model) -> None:
-        from .report import confusion_figure
 
-        test = self.table.iloc[split.test]
-        predictions = pd.DataFrame({"corpus": test["corpus"], "utterance_id": test["utterance_id"],
-                                    "speaker": test["speaker"], "true": test["valence"], "predicted": predicted,
-                                    "p_negative": proba[:, 0], "p_positive": proba[:, 1]})
-        with tempfile.TemporaryDirectory() as tmp:
-            predictions.to_csv(Path(tmp) / "predictions.csv", index=False)
-            figure = confusion_figure(np.array(scores["confusion"]), f"{split.source} -> {split.target}")
-            figure.savefig(Path(tmp) / "confusion_matrix.png", dpi=80)
-            import matplotlib.pyplot as plt
+def _nested_run(context: RunContext, unit: Unit, job: Job):
+    split = job.split
+    tags = {**context.tags, "model": unit.model_name, "protocol": job.protocol, "source": split.source,
+            "target": split.target, "seed": str(unit.seed), "fold": str(split.fold),
+            "fraction": str(split.fraction), "speaker_disjoint": str(split.speaker_disjoint)}
+    name = f"{unit.model_name} {split.source}->{split.target} seed{unit.seed}" \
+        + (f" fold{split.fold}" if split.fold else "") + (f" {split.fraction:.0%}" if split.fraction else "")
+    return mlflow.start_run(experiment_id=context.experiment_id, run_name=name, tags=tags,
+                            nested=True, parent_run_id=context.parent_id)
 
-            plt.close(figure)
-            if self.settings.log_models:
-                joblib.dump(model, Path(tmp) / "model.joblib")
-            mlflow.log_artifacts(tmp)
+
+def _pool(context: RunContext, x: np.ndarray, split: Split) -> np.ndarray | None:
+    unlabeled = context.settings.unlabeled
+    if unlabeled is UnlabeledPool.NONE:
+        return None
+    return x[split.test] if unlabeled is UnlabeledPool.TARGET else x
+
+
+def _fit(context: RunContext, unit: Unit, split: Split, x: np.ndarray, run_id: str):
+    from .config import model_from_params
+
+    config = (context.params.get("models") or {}).get(unit.model_name, {})
+    mlflow.log_params(tracking.flatten(config))
+    runtime = {}
+    kind = config.get("model", unit.model_name)
+    if kind in ("dbn", "mlp", "sae_svm"):
+        runtime["logger"] = tracking.BatchedMLFlowLogger(context.settings.tracking_uri, run_id)
+    if kind == "dbn":
+        runtime["cache_dir"] = context.settings.cache_dir
+    model = model_from_params(context.params, unit.model_name, seed=unit.seed, **runtime)
+    return model.fit(x[split.train], context.labels[split.train], groups=context.speakers[split.train],
+                     unlabeled=_pool(context, x, split))
+
+
+def _evaluate(context: RunContext, unit: Unit, job: Job, x: np.ndarray, model, run_id: str) -> dict:
+    split = job.split
+    proba = model.predict_proba(x[split.test])
+    predicted = model.classes_[proba.argmax(1)]
+    scores = evaluate(context.labels[split.test], predicted)
+    mlflow.log_metrics({k: scores[k] for k in ("accuracy", "uar", "macro_f1", "majority_rate")})
+    _log_artifacts(context, split, predicted, proba, scores, model)
+    return {"scenario": str(context.scenario), "protocol": job.protocol, "model": unit.model_name,
+            "source": split.source, "target": split.target, "seed": unit.seed, "fold": split.fold,
+            "fraction": split.fraction, "speaker_disjoint": split.speaker_disjoint, "notes": split.notes,
+            "n_train": len(split.train), **{k: v for k, v in scores.items() if k != "confusion"},
+            "confusion": json.dumps(scores["confusion"]), "run_id": run_id}
+
+
+def _log_artifacts(context: RunContext, split: Split, predicted, proba, scores, model) -> None:
+    import matplotlib.pyplot as plt
+
+    from .report import confusion_figure
+
+    predictions = context.meta.iloc[split.test].assign(
+        true=context.labels[split.test], predicted=predicted, p_negative=proba[:, 0], p_positive=proba[:, 1])
+    with tempfile.TemporaryDirectory() as tmp:
+        predictions.to_csv(Path(tmp) / "predictions.csv", index=False)
+        figure = confusion_figure(np.array(scores["confusion"]), f"{split.source} -> {split.target}")
+        figure.savefig(Path(tmp) / "confusion_matrix.png", dpi=80)
+        plt.close(figure)
+        if context.settings.log_models:
+            joblib.dump(model, Path(tmp) / "model.joblib")
+        mlflow.log_artifacts(tmp)
 
 
 def _jsonable(settings: ExperimentSettings) -> dict:

@@ -11,8 +11,10 @@ import logging
 import os
 from enum import StrEnum
 from pathlib import Path
+
 import numpy as np
 import torch
+from filelock import FileLock
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
 from sklearn.svm import SVC
@@ -140,17 +142,18 @@ class DBNValence(ValenceModel):
 
     def _pretrained_net(self, x_pre: np.ndarray, x_monitor: np.ndarray) -> FeedForward:
         pre, fine = self._settings()
-        cache = StackCache(self.cache_dir) if self.cache_dir else None
-        key = cache.key(x_pre, self.hidden, pre, self.seed) if cache else None
-        stack = cache.get(key, x_pre.shape[1], self.hidden) if cache else None
-        if stack is None:
-            stack = pretrain_stack(torch.from_numpy(x_pre), self.hidden, pre, torch.from_numpy(x_monitor),
-                                   self.logger, self.progress, self.seed)
-            if cache:
-                cache.put(key, stack)
-        self.stack_ = stack
+        def build() -> RBMStack:
+            return pretrain_stack(torch.from_numpy(x_pre), self.hidden, pre, torch.from_numpy(x_monitor),
+                                  self.logger, self.progress, self.seed)
+
+        if self.cache_dir:
+            cache = StackCache(self.cache_dir)
+            self.stack_ = cache.get_or_build(cache.key(x_pre, self.hidden, pre, self.seed), x_pre.shape[1],
+                                             self.hidden, build)
+        else:
+            self.stack_ = build()
         torch.manual_seed(self.seed)  # the head's init must not depend on whether the stack came from the cache
-        return FeedForward.from_stack(stack, dropout=fine.dropout)
+        return FeedForward.from_stack(self.stack_, dropout=fine.dropout)
 
     def _fit(self, x, y, groups, unlabeled):
         _, fine = self._settings()
@@ -186,6 +189,17 @@ class StackCache:
         stack = RBMStack(n_inputs, hidden)
         stack.load_state_dict(torch.load(path, weights_only=True))
         log.info("pretrained stack %s taken from the cache", key[:10])
+        return stack
+
+    def get_or_build(self, key: str, n_inputs: int, hidden: tuple[int, ...], build) -> RBMStack:
+        """The cached stack, or `build()`'s, stored. A file lock makes parallel workers that need the
+        same stack wait for the one pretraining it rather than pretrain it again."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.directory / f"{key}.lock"):
+            stack = self.get(key, n_inputs, hidden)
+            if stack is None:
+                stack = build()
+                self.put(key, stack)
         return stack
 
     def put(self, key: str, stack: RBMStack) -> None:

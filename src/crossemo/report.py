@@ -24,15 +24,17 @@ KEYS = ["scenario", "protocol", "model", "source", "target", "fraction"]
 
 def confusion_figure(matrix: np.ndarray, title: str):
     figure, axis = plt.subplots(figsize=(3.2, 3))
-    axis.imshow(matrix, cmap="Blues")
+    # Fixed margins, not tight_layout: every run draws one, and layout was half of its cost.
+    figure.subplots_adjust(left=0.25, bottom=0.2, right=0.95, top=0.9)
+    axis.imshow(matrix, cmap="Blues", vmin=0)
     for (i, j), value in np.ndenumerate(matrix):
-        axis.text(j, i, str(value), ha="center", va="center", color="black")
+        dark = value > 0.6 * matrix.max()
+        axis.text(j, i, str(value), ha="center", va="center", color="white" if dark else "black")
     axis.set_xticks([0, 1], ["negative", "positive"])
-    axis.set_yticks([0, 1], ["negative", "positive"])
+    axis.set_yticks([0, 1], ["negative", "positive"], rotation=90, va="center")
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title(title, fontsize=9)
-    figure.tight_layout()
     return figure
 
 
