@@ -146,3 +146,20 @@ def test_the_stack_cache_builds_a_stack_once_while_others_wait(tmp_path):
         stacks = list(pool.map(lambda _: cache.get_or_build("k", 4, (3,), slow_build), range(2)))
     assert len(builds) == 1
     assert torch.equal(stacks[0].layers[0].weight, stacks[1].layers[0].weight)
+
+
+def test_compare_matches_configurations_and_averages_over_seeds():
+    from crossemo.report import compare, comparison_markdown
+
+    def results(uars, models=("dbn", "svm")):
+        rows = [{"scenario": "within", "protocol": "random", "model": m, "source": "a", "target": "a",
+                 "fraction": np.nan, "seed": seed, "accuracy": u, "uar": u, "macro_f1": u, "majority_rate": 0.5}
+                for m in models for seed, u in enumerate(uars)]
+        return pd.DataFrame(rows)
+
+    before = results([0.5, 0.7])
+    after = pd.concat([results([0.7, 0.8], models=("dbn",)), results([0.9], models=("mlp",))])
+    compared = compare(before, after)
+    assert list(compared["model"]) == ["dbn"]  # svm only before, mlp only after: not compared
+    assert compared["before"].item() == pytest.approx(0.6) and compared["change"].item() == pytest.approx(0.15)
+    assert "| within | random | dbn | a | a | 60.0 | 75.0 | +15.0 |" in comparison_markdown(compared, "old", "new")

@@ -119,6 +119,18 @@ def _cmd_report(args) -> None:
     print(f"report -> {Path(args.out) / 'report.md'}")
 
 
+def _cmd_compare(args) -> None:
+    from .report import compare, comparison_markdown
+
+    compared = compare(pd.read_parquet(args.before), pd.read_parquet(args.after), args.metric)
+    if compared.empty:
+        raise SystemExit(f"{args.before} and {args.after} share no configuration (scenario, model, source, target)")
+    text = comparison_markdown(compared, args.before_label, args.after_label, args.metric)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+
+
 def _label_free_features(params: dict, corpora: list[str], directory: str = "features"):
     """Feature table of these corpora and each corpus standardised on its own statistics."""
     from .experiments import feature_columns, load_features
@@ -266,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", default="reports")
     rep.add_argument("--header", help="a markdown file to put at the top (e.g. the command and commit)")
     rep.set_defaults(func=_cmd_report)
+    comp = sub.add_parser("compare", help="two results files on their shared configurations: before, after, change")
+    comp.add_argument("before", help="a results parquet, e.g. results/within.parquet of an earlier run")
+    comp.add_argument("after")
+    comp.add_argument("--metric", default="uar", choices=["accuracy", "uar", "macro_f1"])
+    comp.add_argument("--before-label", dest="before_label", default="before")
+    comp.add_argument("--after-label", dest="after_label", default="after")
+    comp.add_argument("--out", help="also write the markdown table here")
+    comp.set_defaults(func=_cmd_compare)
     tune = sub.add_parser("tune", help="Optuna search over the DBN (resumable; several workers share one study)")
     tune.add_argument("--params", default="params.yaml")
     tune.add_argument("--resume", action="store_true", help="continue an existing study; finished trials are kept")

@@ -286,3 +286,23 @@ def markdown(summary, results, figures, dbn, sae, header, out: Path) -> str:
         if scenario != "within" and len(notes):
             parts.append("Not speaker-disjoint: " + "; ".join(sorted(set(notes["notes"]))))
     return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def compare(before: pd.DataFrame, after: pd.DataFrame, metric: str = "uar") -> pd.DataFrame:
+    """Two sets of results on the configurations they share: the metric's mean over seeds in each,
+    and the change. For a before/after of one change (a schedule, a feature set) on the same splits."""
+    keys = [k for k in KEYS if k != "fraction"] + ["fraction"]
+    means = [summarize(r, keys).set_index(keys)[metric] for r in (before, after)]
+    both = pd.concat(means, axis=1, keys=["before", "after"], join="inner").reset_index()
+    both["change"] = both["after"] - both["before"]
+    return both.sort_values(keys, na_position="first").reset_index(drop=True)
+
+
+def comparison_markdown(compared: pd.DataFrame, before: str, after: str, metric: str = "uar") -> str:
+    columns = ["scenario", "protocol", "model", "source", "target"]
+    lines = ["| " + " | ".join(columns + [f"{metric} % {before}", f"{metric} % {after}", "change"]) + " |",
+             "|" + "---|" * (len(columns) + 3)]
+    for row in compared.to_dict("records"):
+        lines.append("| " + " | ".join([str(row[c]) for c in columns] + [
+            f"{100 * row['before']:.1f}", f"{100 * row['after']:.1f}", f"{100 * row['change']:+.1f}"]) + " |")
+    return "\n".join(lines)
