@@ -128,6 +128,14 @@ def test_two_workers_give_the_same_results_and_pretrain_each_stack_once(store):
     assert len(pretrained) == 1
 
 
+def test_two_workers_carry_each_jobs_own_features_under_training_set_normalisation(store):
+    train_only = dict(normalization="train", models=("svm",))
+    serial = Runner("leave_one_out", feature_table(), TINY, settings(store, **train_only), progress=False).run()
+    parallel = Runner("leave_one_out", feature_table(), TINY, settings(store, workers=2, **train_only),
+                      progress=False).run()
+    pd.testing.assert_frame_equal(serial[["target", "uar", "confusion"]], parallel[["target", "uar", "confusion"]])
+
+
 def test_the_stack_cache_builds_a_stack_once_while_others_wait(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
