@@ -171,3 +171,6 @@ def test_compare_matches_configurations_and_averages_over_seeds():
     assert list(compared["model"]) == ["dbn"]  # svm only before, mlp only after: not compared
     assert compared["before"].item() == pytest.approx(0.6) and compared["change"].item() == pytest.approx(0.15)
     assert "| within | random | dbn | a | a | 60.0 | 75.0 | +15.0 |" in comparison_markdown(compared, "old", "new")
+    shares = [results([0.5], models=("dbn",)).assign(scenario="target_fraction", fraction=f) for f in (0.1, 0.4)]
+    table = comparison_markdown(compare(pd.concat(shares), pd.concat(shares)), "old", "new")
+    assert "| dbn | a | a | 10% | 50.0 | 50.0 | +0.0 |" in table and "| 40% |" in table

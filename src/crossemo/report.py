@@ -164,11 +164,15 @@ def _pct(row, metric: str) -> str:
     return f"{100 * row[metric]:.1f} [{100 * row[metric + '_ci_low']:.1f}, {100 * row[metric + '_ci_high']:.1f}]"
 
 
+def _cell(row: dict, column: str) -> str:
+    return f"{100 * row[column]:.0f}%" if column == "fraction" else str(row[column])
+
+
 def table(frame: pd.DataFrame, columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns + ["accuracy % [95% CI]", "majority %", "UAR % [95% CI]", "seeds"]) + " |",
              "|" + "---|" * (len(columns) + 4)]
     for row in frame.to_dict("records"):
-        cells = [str(row[c]) if c != "fraction" else f"{100 * row[c]:.0f}%" for c in columns]
+        cells = [_cell(row, c) for c in columns]
         cells += [_pct(row, "accuracy"), f"{100 * row['majority_rate']:.1f}", _pct(row, "uar"), str(row["seeds"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -291,18 +295,19 @@ def markdown(summary, results, figures, dbn, sae, header, out: Path) -> str:
 def compare(before: pd.DataFrame, after: pd.DataFrame, metric: str = "uar") -> pd.DataFrame:
     """Two sets of results on the configurations they share: the metric's mean over seeds in each,
     and the change. For a before/after of one change (a schedule, a feature set) on the same splits."""
-    keys = [k for k in KEYS if k != "fraction"] + ["fraction"]
-    means = [summarize(r, keys).set_index(keys)[metric] for r in (before, after)]
+    means = [summarize(r, KEYS).set_index(KEYS)[metric] for r in (before, after)]
     both = pd.concat(means, axis=1, keys=["before", "after"], join="inner").reset_index()
     both["change"] = both["after"] - both["before"]
-    return both.sort_values(keys, na_position="first").reset_index(drop=True)
+    return both.sort_values(KEYS, na_position="first").reset_index(drop=True)
 
 
 def comparison_markdown(compared: pd.DataFrame, before: str, after: str, metric: str = "uar") -> str:
     columns = ["scenario", "protocol", "model", "source", "target"]
+    if (compared["fraction"].fillna(0) > 0).any():  # target-fraction rows differ by their share of the target alone
+        columns.append("fraction")
     lines = ["| " + " | ".join(columns + [f"{metric} % {before}", f"{metric} % {after}", "change"]) + " |",
              "|" + "---|" * (len(columns) + 3)]
     for row in compared.to_dict("records"):
-        lines.append("| " + " | ".join([str(row[c]) for c in columns] + [
+        lines.append("| " + " | ".join([_cell(row, c) for c in columns] + [
             f"{100 * row['before']:.1f}", f"{100 * row['after']:.1f}", f"{100 * row['change']:+.1f}"]) + " |")
     return "\n".join(lines)
