@@ -157,7 +157,6 @@ class RunContext:
     experiment_id: str
     parent_id: str
     tags: dict
-    torch_threads: int
 
 
 @dataclass
@@ -193,7 +192,7 @@ class Runner:
             context = RunContext(self.scenario, self.params, settings, self._normalized_once(),
                                  self.table["valence"].to_numpy(), speaker_keys(self.table).to_numpy(),
                                  self.table[["corpus", "utterance_id", "speaker"]], experiment_id,
-                                 parent.info.run_id, tags, max(1, (os.cpu_count() or 1) // settings.workers))
+                                 parent.info.run_id, tags)
             rows = self._execute(context, self._units(work))
         return pd.DataFrame([row for _, row in sorted(rows, key=lambda r: r[0])], columns=RESULT_COLUMNS)
 
@@ -232,7 +231,7 @@ class Runner:
 
 def run_unit(context: RunContext, unit: Unit) -> list[tuple[int, dict]]:
     """Fit once (in the unit's first run, which carries the curves), then test on every job's split."""
-    torch.set_num_threads(context.torch_threads)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // context.settings.workers))  # the cores, shared
     tracking.configure(context.settings.tracking_uri)
     rows, model, fitted_in = [], None, None
     for position, job in unit.jobs:

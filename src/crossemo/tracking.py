@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import time
 from pathlib import Path
@@ -69,9 +68,6 @@ def flatten(params: dict, prefix: str = "") -> dict[str, str]:
             flat[name] = str(value)[:500]
     return flat
 
-
-def short_hash(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 class BatchedMLFlowLogger(MLFlowLogger):
