@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import mlflow
@@ -99,10 +100,20 @@ def test_report_writes_metrics_figures_and_paper_comparison(store, tmp_path):
     table = feature_table()
     frames = [Runner(s, table, TINY, settings(store, seeds=(0, 1)), progress=False).run()
               for s in ("within", "single_source", "target_fraction", "multi_source", "leave_one_out")]
-    metrics = write_report(pd.concat(frames), tmp_path / "reports")
-    entry = metrics["within"]["random"]["dbn_tiny"]["a->a"]
+    results = pd.concat(frames)
+    headline = write_report(results, tmp_path / "reports")
+    assert headline == json.loads((tmp_path / "reports/metrics.json").read_text())
+    detail = json.loads((tmp_path / "reports/metrics_detail.json").read_text())
+    entry = detail["within"]["random"]["dbn_tiny"]["a->a"]
     assert entry["seeds"] == 2 and entry["uar_ci95_low"] <= entry["uar_mean"] <= entry["uar_ci95_high"]
-    assert "a+b->c" in metrics["leave_one_out"]["leave_one_out"]["svm"]
+    assert "a+b->c" in detail["leave_one_out"]["leave_one_out"]["svm"]
+    # the headline: each scenario's models averaged over its cells, and the best one's margin over the SVM
+    loo = results[results["scenario"] == "leave_one_out"]
+    assert headline["leave_one_out"]["svm"]["uar"] == round(loo[loo["model"] == "svm"]["uar"].mean(), 4)
+    margin = loo.groupby("model")["uar"].mean()
+    assert headline["leave_one_out"]["best_vs_svm_uar"] == pytest.approx(
+        margin.drop("svm").max() - margin["svm"], abs=1e-4)
+    assert sum(len(v) if isinstance(v, dict) else 1 for m in headline.values() for v in m.values()) <= 60
     figures = {p.name for p in (tmp_path / "reports/figures").iterdir()}
     assert {"fig1_within.png", "fig2_single_source.png", "fig3_target_fraction.png", "fig4a_multi_source.png",
             "fig4b_leave_one_out.png", "cross_corpus_heatmap.png"} <= figures
@@ -174,3 +185,32 @@ def test_compare_matches_configurations_and_averages_over_seeds():
     shares = [results([0.5], models=("dbn",)).assign(scenario="target_fraction", fraction=f) for f in (0.1, 0.4)]
     table = comparison_markdown(compare(pd.concat(shares), pd.concat(shares)), "old", "new")
     assert "| dbn | a | a | 10% | 50.0 | 50.0 | +0.0 |" in table and "| 40% |" in table
+
+
+def test_one_seed_has_no_interval_rather_than_a_zero_width_one(store, tmp_path):
+    results = Runner("leave_one_out", feature_table(), TINY, settings(store, models=("svm",)), progress=False).run()
+    write_report(results, tmp_path / "reports")
+    entry = json.loads((tmp_path / "reports/metrics_detail.json").read_text())["leave_one_out"]["leave_one_out"]
+    cell = entry["svm"]["a+b->c"]
+    assert cell["seeds"] == 1 and cell["uar_ci95_low"] is None and cell["uar_ci95_high"] is None
+    assert cell["uar_mean"] == round(results.loc[results["target"] == "c", "uar"].item(), 4)
+    report = (tmp_path / "reports/report.md").read_text()
+    assert f"{100 * cell['uar_mean']:.1f} [n/a]" in report
+
+
+def test_parent_runs_carry_summary_metrics_and_the_dvc_experiment(store, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "wider-nets")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
+    results = Runner("leave_one_out", feature_table(), TINY, settings(store), progress=False).run()
+    mlflow.set_tracking_uri(store)
+    runs = mlflow.search_runs(experiment_names=["crossemo-leave_one_out"],
+                              filter_string="tags.dvc_experiment = 'wider-nets'")
+    parent = runs[runs["tags.mlflow.parentRunId"].isna()]
+    assert len(runs) == len(results) + 1 and len(parent) == 1
+    parent = parent.iloc[0]
+    assert parent["tags.dvc_baseline_rev"] == "abc123"
+    for model in ("svm", "dbn_tiny"):
+        runs_of = results[results["model"] == model]
+        assert parent[f"metrics.uar/{model}"] == pytest.approx(runs_of["uar"].mean())
+        assert parent[f"metrics.accuracy/{model}"] == pytest.approx(runs_of["accuracy"].mean())
+        assert parent[f"metrics.uar/{model}/c"] == pytest.approx(runs_of.loc[runs_of["target"] == "c", "uar"].item())

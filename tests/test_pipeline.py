@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 import yaml
@@ -59,15 +60,18 @@ def test_repro_writes_one_feature_table_per_corpus(project):
 
 
 def test_experiments_and_report_come_out_of_dvc_repro(project):
-    metrics = json.loads((project / "reports/metrics.json").read_text())
+    detail = json.loads((project / "reports/metrics_detail.json").read_text())
     # two corpora: no set of two other-language sources exists, so multi-source is empty and says so
-    assert set(metrics) == {"within", "single_source", "target_fraction", "leave_one_out"}
+    assert set(detail) == {"within", "single_source", "target_fraction", "leave_one_out"}
     assert pd.read_parquet(project / "results/multi_source.parquet").empty
-    entry = metrics["within"]["random"]["dbn_tiny"]["savee->savee"]
+    entry = detail["within"]["random"]["dbn_tiny"]["savee->savee"]
     assert entry["seeds"] == 2 and 0 <= entry["uar_ci95_low"] <= entry["uar_mean"] <= entry["uar_ci95_high"] <= 1
-    assert "savee->emovo" in metrics["single_source"]["single_source"]["svm"]
-    shown = run(project, "dvc", "metrics", "show")
-    assert "uar_mean" in shown and "within" in shown
+    assert "savee->emovo" in detail["single_source"]["single_source"]["svm"]
+    # `dvc metrics show` reads the headline file only: a few numbers per scenario and model
+    shown = json.loads(run(project, "dvc", "metrics", "show", "--json"))
+    headline = shown[""]["data"]["reports/metrics.json"]["data"]
+    assert set(headline) == set(detail) and set(headline["within"]) == {"dbn_tiny", "svm", "best_vs_svm_uar"}
+    assert "uar_mean" not in json.dumps(shown)
     assert (project / "reports/figures/fig1_within.png").stat().st_size > 1000
     assert "| emovo | 76.22 |" in (project / "reports/report.md").read_text()
 
@@ -96,3 +100,32 @@ def test_changing_one_corpus_setting_reruns_that_corpus_alone(project):
     assert "Running stage 'table@savee'" in out and "Running stage 'table@emovo'" not in out
     assert "Running stage 'features@emovo'" not in out
     assert set(pd.read_parquet(project / "features/savee.parquet")["valence"]) == {"negative", "positive", "excluded"}
+
+
+def _leaves(tree) -> int:
+    return sum(_leaves(v) for v in tree.values()) if isinstance(tree, dict) else 1
+
+
+def test_dvc_exp_run_compares_headline_metrics_and_names_its_mlflow_runs(project):
+    """The DVC loop: commit a baseline, `dvc exp run -S`, then the experiment's row in `dvc exp show`
+    holds the changed parameter and the headline metrics, and its MLflow parent run carries its name."""
+    run(project, "git", "add", "-A")
+    run(project, "git", "-c", "user.name=crossemo", "-c", "user.email=ci@localhost", "commit", "-qm", "baseline")
+    run(project, "dvc", "exp", "run", "-n", "quarter-target", "-S", "experiments.target_fraction.fractions=[0.25]")
+    baselines = json.loads(run(project, "dvc", "exp", "show", "--json"))
+    [experiment] = [r for b in baselines for e in (b.get("experiments") or []) for r in e["revs"]
+                    if r["name"] == "quarter-target"]
+    data = experiment["data"]
+    assert data["params"]["params.yaml"]["data"]["experiments"]["target_fraction"]["fractions"] == [0.25]
+    headline = data["metrics"]["reports/metrics.json"]["data"]
+    assert set(data["metrics"]) == {"reports/metrics.json"}  # the detail is not a DVC metric
+    assert 0 <= headline["target_fraction"]["svm"]["uar"] <= 1 and "best_vs_svm_uar" in headline["within"]
+    assert _leaves(headline) <= 60
+    detail = json.loads((project / "reports/metrics_detail.json").read_text())
+    assert list(detail["target_fraction"]["target_fraction"]["svm"]) == ["emovo->savee@0.25", "savee->emovo@0.25"]
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["crossemo-target_fraction"],
+                              filter_string="tags.dvc_experiment = 'quarter-target'")
+    parent = runs[runs["tags.mlflow.parentRunId"].isna()]
+    assert len(parent) == 1 and len(runs) > 1  # the parent and its nested runs all carry the name
+    assert parent["tags.git_commit"].item().startswith(run(project, "git", "rev-parse", "HEAD").strip())

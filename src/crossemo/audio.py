@@ -38,6 +38,8 @@ def read_utterance(path: Path | str | BinaryIO, channel: int = 0, min_duration: 
     """
     source = path if hasattr(path, "read") else str(path)
     path = name or path
+    if max_duration is not None:
+        check_header(source, path, max_duration)
     try:
         data, rate = sf.read(source, dtype="float32", always_2d=True)
     except Exception as error:  # libsndfile raises several types for broken headers
@@ -55,3 +57,20 @@ def read_utterance(path: Path | str | BinaryIO, channel: int = 0, min_duration: 
     if not np.any(signal):
         raise BadAudio(path, "silent: every sample is zero")
     return Utterance(signal, int(rate))
+
+
+def check_header(source, name, max_duration: float) -> None:
+    """Refuse a file whose header claims more than max_duration seconds before decoding any of it:
+    a few bytes must not make the reader allocate hours of samples."""
+    try:
+        info = sf.info(source)
+    except Exception as error:  # libsndfile raises several types for broken headers
+        raise BadAudio(name, f"corrupt or not audio ({error}); re-export it as 16-bit PCM WAV") from None
+    finally:
+        if hasattr(source, "seek"):
+            source.seek(0)
+    if info.samplerate <= 0:
+        raise BadAudio(name, f"corrupt header: sampling rate {info.samplerate}")
+    if info.frames / info.samplerate > max_duration:
+        raise BadAudio(name, f"too long: {info.frames / info.samplerate:.1f} s > {max_duration} s; "
+                             "split it into utterances")

@@ -200,7 +200,9 @@ def _cmd_register(args) -> None:
 def _cmd_serve(args) -> None:
     import os
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": args.tracking_uri}
+    from .tracking import default_uri
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": args.tracking_uri or default_uri()}
     command = ["mlflow", "models", "serve", "-m", f"models:/crossemo-valence@{args.alias}", "--env-manager", "local",
                "-h", args.host, "-p", str(args.port)]
     print(" ".join(command))
@@ -208,16 +210,32 @@ def _cmd_serve(args) -> None:
 
 
 def _cmd_predict(args) -> None:
+    """Score files, folders and patterns; a bad file gets its reason, the others their answers."""
+    from dataclasses import replace
+
     import mlflow
 
+    from .config import feature_settings, load_params
+    from .scoring import as_text, expand_inputs, output_format, score_files, summary_line, write_answer
     from .tracking import configure
 
+    files = expand_inputs(args.files)
+    if args.output:
+        output_format(args.output)  # a wrong extension fails before any work
     configure(args.tracking_uri)
     model = mlflow.pyfunc.load_model(args.model_uri)
-    frame = pd.DataFrame({"audio_path": [str(Path(f).resolve()) for f in args.files]})
-    answer = model.predict(frame)
-    answer.insert(0, "file", args.files)
-    print(answer.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    trained_with = model.unwrap_python_model().pipeline.features  # the model's own sampling rate and channel
+    local = feature_settings(load_params(args.params)) if Path(args.params).is_file() else trained_with
+    settings = replace(trained_with, workers=local.workers, cache_dir=local.cache_dir)
+    answer = score_files(model, files, settings, progress=len(files) >= 20)
+    if args.output:
+        write_answer(answer, args.output)
+        print(f"{len(answer)} rows -> {args.output}")
+    else:
+        print(as_text(answer))
+    print(summary_line(answer), file=sys.stderr)
+    if answer["error"].notna().any():
+        sys.exit(1)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,13 +324,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--alias", default="champion")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5001)
-    serve.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
+    serve.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db")
     serve.set_defaults(func=_cmd_serve)
 
-    pred = sub.add_parser("predict", help="valence of audio files, offline, with the registered model")
-    pred.add_argument("files", nargs="+")
+    pred = sub.add_parser("predict", help="valence of audio files, offline, with the registered model",
+                          description="Every input gets a row; a bad file gets its reason in the error column "
+                                      "and the exit status is 1.")
+    pred.add_argument("files", nargs="+", help="audio files, folders (searched recursively) or glob patterns")
+    pred.add_argument("--output", "-o", help="write the rows to a .csv or .json file instead of printing them")
+    pred.add_argument("--params", default="params.yaml", help="features.workers and cache_dir from here, if present")
     pred.add_argument("--model-uri", default="models:/crossemo-valence@champion")
-    pred.add_argument("--tracking-uri", default="sqlite:///mlruns/mlflow.db")
+    pred.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db")
     pred.set_defaults(func=_cmd_predict)
     return parser
 

@@ -57,7 +57,7 @@ class ExperimentSettings:
     log_models: bool = True
     cache_dir: str = ".cache/pretrained"
     workers: int = 1  # processes running fits side by side; each gets cores // workers torch threads
-    tracking_uri: str = tracking.TRACKING_URI
+    tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else the project's sqlite store
 
     def __post_init__(self):
         object.__setattr__(self, "normalization", Normalization(self.normalization))
@@ -178,7 +178,7 @@ class Runner:
         self.languages = self.table.groupby("corpus")["language"].first().to_dict()
 
     def run(self) -> pd.DataFrame:
-        uri = tracking.configure(tracking.absolute_uri(self.settings.tracking_uri))
+        uri = tracking.configure(tracking.absolute_uri(self.settings.tracking_uri or tracking.default_uri()))
         experiment_id = tracking.experiment(f"crossemo-{self.scenario}")
         tags = {**tracking.provenance_tags(self.corpora), "scenario": str(self.scenario)}
         work = [(seed, job) for seed in self.settings.seeds for job in PROTOCOLS[self.scenario](
@@ -194,7 +194,9 @@ class Runner:
                                  self.table[["corpus", "utterance_id", "speaker"]], experiment_id,
                                  parent.info.run_id, tags)
             rows = self._execute(context, self._units(work))
-        return pd.DataFrame([row for _, row in sorted(rows, key=lambda r: r[0])], columns=RESULT_COLUMNS)
+            results = pd.DataFrame([row for _, row in sorted(rows, key=lambda r: r[0])], columns=RESULT_COLUMNS)
+            mlflow.log_metrics(parent_metrics(results))
+        return results
 
     def _execute(self, context: RunContext, units: list[Unit]) -> list[tuple[int, dict]]:
         rows = []
@@ -227,6 +229,17 @@ class Runner:
     def _pool_key(self, split: Split) -> bytes:
         # The 'target' pool is the test corpus' rows: it changes with the test split; the others do not.
         return split.test.tobytes() if self.settings.unlabeled is UnlabeledPool.TARGET else b""
+
+
+def parent_metrics(results: pd.DataFrame) -> dict[str, float]:
+    """Mean UAR and accuracy over a scenario's runs, per model and per model and target: the parent
+    run's own columns in `mlflow ui`, so configurations compare without opening nested runs."""
+    metrics = {}
+    for model, runs in results.groupby("model"):
+        metrics[f"uar/{model}"], metrics[f"accuracy/{model}"] = runs["uar"].mean(), runs["accuracy"].mean()
+        for target, cells in runs.groupby("target"):
+            metrics[f"uar/{model}/{target}"] = cells["uar"].mean()
+    return {name: float(value) for name, value in metrics.items()}
 
 
 def run_unit(context: RunContext, unit: Unit) -> list[tuple[int, dict]]:

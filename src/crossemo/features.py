@@ -16,7 +16,7 @@ import opensmile
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .audio import BadAudio, read_utterance
+from .audio import BadAudio, check_header, read_utterance
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class FeatureSettings:
     on_bad_audio: OnBadAudio = OnBadAudio.STOP
     workers: int = 2
     cache_dir: str = ".cache/egemaps"
+    max_duration: float | None = None  # seconds; longer files are refused from their header (scoring)
 
     def __post_init__(self):
         object.__setattr__(self, "on_bad_audio", OnBadAudio(self.on_bad_audio))
@@ -104,11 +105,13 @@ def _extract_one(path: str) -> tuple[np.ndarray | None, str | None]:
         key = cache.key(Path(path))
     except OSError as error:
         return None, f"unreadable ({error.strerror})"
-    cached = cache.get(key)
-    if cached is not None:
-        return cached, None
     try:
-        utterance = read_utterance(path, settings.channel, settings.min_duration)
+        if settings.max_duration is not None:  # a cached file is still held to this run's limit
+            check_header(path, path, settings.max_duration)
+        cached = cache.get(key)
+        if cached is not None:
+            return cached, None
+        utterance = read_utterance(path, settings.channel, settings.min_duration, settings.max_duration)
     except BadAudio as bad:
         return None, bad.reason
     values = _WORKER["smile"].process_signal(utterance.signal, utterance.sampling_rate).to_numpy()[0]
@@ -119,8 +122,10 @@ def _extract_one(path: str) -> tuple[np.ndarray | None, str | None]:
     return values, None
 
 
-def extract(paths: list[Path], settings: FeatureSettings, progress: str = "eGeMAPS") -> tuple[np.ndarray, dict[int, str]]:
-    """Features for each path (rows of NaN where bad) and {index: reason} for the bad ones."""
+def extract(paths: list[Path], settings: FeatureSettings,
+            progress: str | None = "eGeMAPS") -> tuple[np.ndarray, dict[int, str]]:
+    """Features for each path (rows of NaN where bad) and {index: reason} for the bad ones;
+    `progress` is the progress bar's label (None: no bar)."""
     n_features = len(feature_names())
     out = np.full((len(paths), n_features), np.nan, dtype=np.float32)
     bad: dict[int, str] = {}
@@ -128,7 +133,8 @@ def extract(paths: list[Path], settings: FeatureSettings, progress: str = "eGeMA
     chunk = max(1, min(32, len(jobs) // (settings.workers * 8) or 1))
     with ProcessPoolExecutor(settings.workers, initializer=_init_worker, initargs=(settings,)) as pool:
         results = pool.map(_extract_one, jobs, chunksize=chunk)
-        for i, (values, reason) in enumerate(tqdm(results, total=len(jobs), desc=progress, unit="file")):
+        for i, (values, reason) in enumerate(tqdm(results, total=len(jobs), desc=progress, unit="file",
+                                                         disable=progress is None)):
             if reason is None:
                 out[i] = values
             else:

@@ -28,11 +28,12 @@ def evaluate(true, predicted) -> dict:
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float, float]:
-    """(mean, standard deviation, CI low, CI high) with Student's t; a single value has no interval."""
+    """(mean, standard deviation, CI low, CI high) with Student's t. A single value has no spread
+    and no interval: those three are NaN (absent), never a zero-width interval that looks certain."""
     values = np.asarray(values, dtype=float)
     mean = float(values.mean())
     if len(values) < 2:
-        return mean, 0.0, mean, mean
+        return mean, float("nan"), float("nan"), float("nan")
     std = float(values.std(ddof=1))
     half = float(stats.t.ppf((1 + confidence) / 2, len(values) - 1) * std / np.sqrt(len(values)))
     return mean, std, mean - half, mean + half
@@ -48,7 +49,7 @@ def summarize(results: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         for metric in METRICS:
             mean, std, low, high = mean_ci(group[metric])
             # The metrics are proportions: a t-interval past 0 or 1 says nothing more than the bound.
-            row.update({metric: mean, f"{metric}_std": std, f"{metric}_ci_low": max(0.0, low),
-                        f"{metric}_ci_high": min(1.0, high)})
+            row.update({metric: mean, f"{metric}_std": std, f"{metric}_ci_low": np.clip(low, 0.0, 1.0),
+                        f"{metric}_ci_high": np.clip(high, 0.0, 1.0)})  # NaN (one seed) stays NaN
         rows.append(row)
     return pd.DataFrame(rows)

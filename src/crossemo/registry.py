@@ -58,7 +58,7 @@ def champion_metric(client: MlflowClient, name: str = MODEL_NAME) -> float | Non
 
 
 def register(pipeline: ValencePipeline, validation_uar: float, example: pd.DataFrame, run_params: dict,
-             name: str = MODEL_NAME, tracking_uri: str = tracking.TRACKING_URI) -> tuple[int, bool]:
+             name: str = MODEL_NAME, tracking_uri: str | None = None) -> tuple[int, bool]:
     """(version, crowned): logs and registers the pipeline; moves the champion alias if it is better."""
     tracking.configure(tracking_uri)
     client = MlflowClient()

@@ -46,16 +46,38 @@ def load_results(directory: str | Path = "results") -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def metrics_json(summary: pd.DataFrame) -> dict:
-    """scenario -> protocol -> model -> 'source->target[@fraction]' -> named means and 95% CIs."""
+def _rounded(value: float) -> float | None:
+    """A proportion for JSON, rounded; an absent one (NaN, e.g. the interval of a single seed) is null."""
+    return None if pd.isna(value) else round(float(value), 4)
+
+
+def headline_metrics(summary: pd.DataFrame, baseline: str = "svm") -> dict:
+    """What `dvc metrics show` and `dvc exp show` compare: per scenario and model, the mean UAR and
+    accuracy over the scenario's cells, and the best other model's UAR margin over the baseline.
+    A few dozen numbers; every cell's detail is in metrics_detail.json and the report."""
+    out: dict = {}
+    for scenario, frame in summary.groupby("scenario", sort=False):
+        means = frame.groupby("model")[["uar", "accuracy"]].mean()
+        entry: dict = {model: {"uar": _rounded(row["uar"]), "accuracy": _rounded(row["accuracy"])}
+                       for model, row in means.iterrows()}
+        if baseline in means.index and len(means) > 1:
+            best_other = means["uar"].drop(baseline).max()
+            entry[f"best_vs_{baseline}_uar"] = _rounded(best_other - means.loc[baseline, "uar"])
+        out[scenario] = entry
+    return out
+
+
+def detail_metrics(summary: pd.DataFrame) -> dict:
+    """scenario -> protocol -> model -> 'source->target[@fraction]' -> named means and 95% CIs (null
+    where a single seed gives no interval)."""
     out: dict = {}
     for row in summary.to_dict("records"):
         pair = f"{row['source']}->{row['target']}" + (f"@{row['fraction']:.2f}" if row["fraction"] else "")
-        entry = {"seeds": int(row["seeds"]), "majority_rate": round(row["majority_rate"], 4)}
+        entry = {"seeds": int(row["seeds"]), "majority_rate": _rounded(row["majority_rate"])}
         for metric in ("accuracy", "uar", "macro_f1"):
-            entry[f"{metric}_mean"] = round(row[metric], 4)
-            entry[f"{metric}_ci95_low"] = round(row[f"{metric}_ci_low"], 4)
-            entry[f"{metric}_ci95_high"] = round(row[f"{metric}_ci_high"], 4)
+            entry[f"{metric}_mean"] = _rounded(row[metric])
+            entry[f"{metric}_ci95_low"] = _rounded(row[f"{metric}_ci_low"])
+            entry[f"{metric}_ci95_high"] = _rounded(row[f"{metric}_ci_high"])
         out.setdefault(row["scenario"], {}).setdefault(row["protocol"], {}).setdefault(row["model"], {})[pair] = entry
     return out
 
@@ -161,6 +183,8 @@ def _save(figure, path: Path) -> Path:
 
 
 def _pct(row, metric: str) -> str:
+    if pd.isna(row[metric + "_ci_low"]):  # one seed: no interval
+        return f"{100 * row[metric]:.1f} [n/a]"
     return f"{100 * row[metric]:.1f} [{100 * row[metric + '_ci_low']:.1f}, {100 * row[metric + '_ci_high']:.1f}]"
 
 
@@ -193,14 +217,17 @@ def paper_comparison(summary: pd.DataFrame, dbn: str, sae: str) -> str:
 
 def write_report(results: pd.DataFrame, out: str | Path = "reports", dbn: str | None = None,
                  header: str = "") -> dict:
+    """Write metrics.json (the headline numbers DVC compares), metrics_detail.json (every cell),
+    the figures, the plot data and report.md; return the headline numbers."""
     out = Path(out)
     summary = summarize(results, KEYS)
     models = sorted(summary["model"].unique())
     dbn = dbn or next((m for m in models if m.startswith("dbn")), models[0])
     sae = next((m for m in models if m.startswith("sae")), dbn)
-    metrics = metrics_json(summary)
+    metrics = headline_metrics(summary)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / "metrics_detail.json").write_text(json.dumps(detail_metrics(summary), indent=1))
     figures = out / "figures"
     made = [figure_within(summary, figures), figure_pairs(summary, "single_source", "Fig. 2: single source: UAR",
                                                           figures / "fig2_single_source.png"),
@@ -260,7 +287,8 @@ def provenance(results: pd.DataFrame) -> str:
     from .tracking import provenance_tags
 
     tags = provenance_tags(sorted(set(results["target"])))
-    return (f"Produced by `dvc repro` (stages `experiment@*` and `report`) at commit `{tags['git_commit']}`, "
+    how = f"`dvc exp run` (experiment `{tags['dvc_experiment']}`)" if "dvc_experiment" in tags else "`dvc repro`"
+    return (f"Produced by {how} (stages `experiment@*` and `report`) at commit `{tags['git_commit']}`, "
             f"data.dvc md5 `{tags['data_dvc_md5']}`, corpora {tags['corpora']}; "
             f"{len(results)} runs, models {', '.join(sorted(set(results['model'])))}, "
             f"seeds {', '.join(str(s) for s in sorted(set(results['seed'])))}.")
@@ -270,7 +298,7 @@ def markdown(summary, results, figures, dbn, sae, header, out: Path) -> str:
     parts = ["# crossemo: reproduction report", header, provenance(results),
              "Accuracy is the paper's metric; read it against the majority-class rate of each test set. "
              "UAR (unweighted average recall) is the field's standard. Brackets: 95% confidence intervals "
-             "over seeds (Student's t; folds are averaged within a seed).",
+             "over seeds (Student's t; folds are averaged within a seed; n/a with a single seed).",
              "## Within corpus against the paper (Table/Fig. 1, paper's protocol: random 75/25)",
              paper_comparison(summary, dbn, sae),
              "## Findings", "\n".join(f"- {n}" for n in findings(summary, dbn)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -22,8 +23,16 @@ def absolute_uri(tracking_uri: str) -> str:
     return tracking_uri
 
 
-def configure(tracking_uri: str = TRACKING_URI) -> str:
-    """Point MLflow at the project's store (the plain ./mlruns file store is refused by MLflow 3)."""
+def default_uri() -> str:
+    """MLFLOW_TRACKING_URI when set (a team's `mlflow server`, or this project's store for experiments
+    that DVC runs in a temporary copy), else the project's sqlite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or TRACKING_URI
+
+
+def configure(tracking_uri: str | None = None) -> str:
+    """Point MLflow at the given store, else the default one (the plain ./mlruns file store is
+    refused by MLflow 3)."""
+    tracking_uri = tracking_uri or default_uri()
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
@@ -40,8 +49,19 @@ def experiment(name: str, artifacts: Path = ARTIFACTS) -> str:
     return mlflow.create_experiment(name, artifact_location=location.as_uri())
 
 
+#: What `dvc exp run` tells its stages about the experiment (DVC sets these in the environment), as
+#: MLflow tags: a row of `dvc exp show` finds its runs with `tags.dvc_experiment = '<name>'`.
+DVC_ENVIRONMENT_TAGS = {"DVC_EXP_NAME": "dvc_experiment", "DVC_EXP_BASELINE_REV": "dvc_baseline_rev",
+                        "DVC_STAGE": "dvc_stage"}
+
+
+def dvc_tags() -> dict[str, str]:
+    return {tag: os.environ[name] for name, tag in DVC_ENVIRONMENT_TAGS.items() if os.environ.get(name)}
+
+
 def provenance_tags(corpora: list[str]) -> dict[str, str]:
-    """git commit, the data.dvc hash and the corpora used: what a run was made from."""
+    """git commit, the data.dvc hash, the corpora used and, under `dvc exp run`, the DVC experiment:
+    what a run was made from."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
@@ -54,7 +74,7 @@ def provenance_tags(corpora: list[str]) -> dict[str, str]:
         outs = (yaml.safe_load(data.read_text()) or {}).get("outs") or [{}]
         data_hash = str(outs[0].get("md5", "unknown"))
     return {"git_commit": commit + ("+dirty" if dirty else ""), "data_dvc_md5": data_hash,
-            "corpora": ",".join(sorted(corpora))}
+            "corpora": ",".join(sorted(corpora)), **dvc_tags()}
 
 
 def flatten(params: dict, prefix: str = "") -> dict[str, str]:

@@ -103,7 +103,7 @@ def open_study(settings: TuneSettings, resume: bool) -> optuna.Study:
                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3))
 
 
-def prepare(settings: TuneSettings, resume: bool, tracking_uri: str = tracking.TRACKING_URI) -> optuna.Study:
+def prepare(settings: TuneSettings, resume: bool, tracking_uri: str | None = None) -> optuna.Study:
     """Create (or check) the study and the MLflow store once, before workers start: two processes
     creating one sqlite schema at the same moment collide."""
     study = open_study(settings, resume)
@@ -161,7 +161,7 @@ def best_params_yaml(study: optuna.Study, settings: TuneSettings) -> dict:
 
 
 def tune(table: pd.DataFrame, x: np.ndarray, settings: TuneSettings, resume: bool = False,
-         tracking_uri: str = tracking.TRACKING_URI, n_trials: int | None = None) -> optuna.Study:
+         tracking_uri: str | None = None, n_trials: int | None = None) -> optuna.Study:
     """Run (or resume) the study in this process until it holds n_trials finished trials."""
     study = open_study(settings, resume)
     target = n_trials or settings.n_trials

@@ -1,0 +1,111 @@
+"""`crossemo predict` on many files: every input gets a row, a bad file its reason, the rest their answers."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crossemo.cli import main
+from crossemo.demo import write_wav
+from crossemo.features import FeatureSettings, feature_names
+from crossemo.models import SVMValence
+from crossemo.registry import register, train_pipeline
+
+from .conftest import tone
+from .test_experiments import feature_table
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory) -> str:
+    """A champion in a fresh store: an SVM on synthetic features (its answers are not the point here)."""
+    root = tmp_path_factory.mktemp("predict-store")
+    uri = f"sqlite:///{root}/mlflow.db"
+    table = feature_table()
+    pipeline, uar = train_pipeline(table, SVMValence(), FeatureSettings(workers=1, cache_dir=str(root / "cache")))
+    register(pipeline, uar, table[feature_names()].head(1).astype("float64"), {"model": "svm"}, tracking_uri=uri)
+    return uri
+
+
+def predict(uri: str, *args: str) -> int:
+    try:
+        main(["predict", "--tracking-uri", uri, "--params", "absent.yaml", *args])
+    except SystemExit as stop:
+        if isinstance(stop.code, str):  # as the interpreter does on exit: the message to stderr, status 1
+            print(stop.code, file=sys.stderr)
+            return 1
+        return int(stop.code or 0)
+    return 0
+
+
+@pytest.fixture
+def batch(tmp_path):
+    """Two good recordings and five bad ones (not audio, empty, silent, too short, too long)."""
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    tone(folder / "good1.wav", seconds=1.0, f0=150)
+    tone(folder / "good2.wav", seconds=1.2, f0=220, seed=1)
+    (folder / "notaudio.wav").write_text("this is a text file\n")
+    write_wav(folder / "silent.wav", np.zeros((1, 16000)), 16000)
+    tone(folder / "short.wav", seconds=0.1)
+    write_wav(folder / "empty.wav", np.zeros((1, 0)), 16000)
+    tone(folder / "long.wav", seconds=61, rate=8000)
+    return folder
+
+
+def test_a_mixed_batch_scores_the_good_files_and_names_what_is_wrong_with_the_others(registered, batch, capsys,
+                                                                                     monkeypatch):
+    monkeypatch.chdir(batch.parent)
+    names = ["good1.wav", "notaudio.wav", "good2.wav", "silent.wav", "short.wav", "empty.wav", "long.wav"]
+    status = predict(registered, *[f"batch/{n}" for n in names])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert err.strip().splitlines()[-1] == "2 of 7 files scored; 5 failed"
+    assert "Traceback" not in out + err
+    rows = [line.split() for line in out.strip().splitlines()[1:]]
+    assert [r[0] for r in rows] == [f"batch/{n}" for n in names]
+    good = {r[0]: r for r in rows if r[0].startswith("batch/good")}
+    for row in good.values():
+        assert row[1] in {"negative", "positive"} and float(row[2]) + float(row[3]) == pytest.approx(1, abs=2e-3)
+    text = {r[0]: " ".join(r[1:]) for r in rows}
+    assert "corrupt or not audio" in text["batch/notaudio.wav"]
+    assert "silent" in text["batch/silent.wav"]
+    assert "too short" in text["batch/short.wav"]
+    assert "empty" in text["batch/empty.wav"]
+    assert "too long: 61.0 s > 60.0 s" in text["batch/long.wav"]
+
+
+def test_a_folder_is_searched_for_audio_and_the_rows_go_to_csv_and_json(registered, batch, tmp_path, capsys):
+    for bad in ("notaudio.wav", "silent.wav", "short.wav", "empty.wav", "long.wav"):
+        (batch / bad).unlink()
+    (batch / "nested").mkdir()
+    tone(batch / "nested" / "good3.wav", seconds=0.8, f0=180, seed=2)
+    (batch / "notes.txt").write_text("not an input")
+    assert predict(registered, str(batch), "--output", str(tmp_path / "answer.csv")) == 0
+    assert predict(registered, str(batch), "--output", str(tmp_path / "answer.json")) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "3 of 3 files scored; 0 failed"
+    csv = pd.read_csv(tmp_path / "answer.csv")
+    records = json.loads((tmp_path / "answer.json").read_text())
+    assert [r["file"] for r in records] == list(csv["file"]) == [
+        str(batch / "good1.wav"), str(batch / "good2.wav"), str(batch / "nested" / "good3.wav")]
+    assert list(csv.columns) == ["file", "valence", "p_negative", "p_positive", "model_version", "error"]
+    assert csv["error"].isna().all() and all(r["error"] is None for r in records)
+    np.testing.assert_allclose([r["p_negative"] for r in records], csv["p_negative"], rtol=1e-6)
+    assert set(csv["model_version"].astype(str)) == {"1"}
+
+
+def test_a_glob_pattern_is_expanded_and_an_input_that_names_nothing_is_one_line(registered, batch, tmp_path,
+                                                                                capsys):
+    assert predict(registered, str(batch / "good*.wav"), "-o", str(tmp_path / "g.csv")) == 0
+    assert list(pd.read_csv(tmp_path / "g.csv")["file"]) == [str(batch / "good1.wav"), str(batch / "good2.wav")]
+    capsys.readouterr()
+    assert predict(registered, str(tmp_path / "missing.wav")) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'missing.wav'}: no such file or folder" in err and "Traceback" not in err
+    assert predict(registered, str(batch / "good1.wav"), "-o", str(tmp_path / "answer.xlsx")) == 1
+    assert "give a .csv or .json file" in capsys.readouterr().err
