@@ -77,7 +77,7 @@ def test_a_mixed_batch_scores_the_good_files_and_names_what_is_wrong_with_the_ot
     assert "silent" in text["batch/silent.wav"]
     assert "too short" in text["batch/short.wav"]
     assert "empty" in text["batch/empty.wav"]
-    assert "too long: 61.0 s > 60.0 s" in text["batch/long.wav"]
+    assert "too long" in text["batch/long.wav"] and "61.0 s > 60.0 s" in text["batch/long.wav"]
 
 
 def test_a_folder_is_searched_for_audio_and_the_rows_go_to_csv_and_json(registered, batch, tmp_path, capsys):

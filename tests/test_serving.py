@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import socket
 import subprocess
@@ -50,7 +51,8 @@ def store(tmp_path_factory):
     table = feature_table()
     pipeline, uar = train_pipeline(table, SVMValence(), FeatureSettings())
     example = table[feature_names()].head(1).astype("float64")
-    version, crowned = register(pipeline, uar, example, {"model": "svm", "corpora": "a,b,c"}, tracking_uri=uri)
+    version, crowned = register(pipeline, uar, example, {"model": "svm", "corpora": "a,b,c"}, tracking_uri=uri,
+                                corpora=["a", "b", "c"], synthetic=True)
     yield {"root": root, "uri": uri, "pipeline": pipeline, "example": example, "version": version, "crowned": crowned,
            "table": table}
     os.chdir(old)
@@ -59,15 +61,39 @@ def store(tmp_path_factory):
 def test_registration_sets_the_champion_alias_only_when_better(store):
     assert store["version"] == 1 and store["crowned"]
     client = mlflow.MlflowClient()
-    v2, crowned2 = register(store["pipeline"], 0.01, store["example"], {"model": "svm"}, tracking_uri=store["uri"])
+    origin = {"corpora": ["a", "b", "c"], "synthetic": True}
+    v2, crowned2 = register(store["pipeline"], 0.01, store["example"], {"model": "svm"}, tracking_uri=store["uri"],
+                            **origin)
     assert (v2, crowned2) == (2, False)
     assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
-    v3, crowned3 = register(store["pipeline"], 0.999, store["example"], {"model": "svm"}, tracking_uri=store["uri"])
+    v3, crowned3 = register(store["pipeline"], 0.999, store["example"], {"model": "svm"}, tracking_uri=store["uri"],
+                            **origin)
     assert (v3, crowned3) == (3, True)
     assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "3"
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
     assert model.metadata.signature is not None
     assert {c.name for c in model.metadata.signature.inputs.inputs} >= {"audio_base64", "audio_path", "loudness_sma3_amean"}
+
+
+def test_a_dbn_pretrained_on_a_pool_alone_trains_for_registration():
+    """registry.model: dbn_demo has pretrain_data: unlabeled; registration gives it the training rows as its pool."""
+    from crossemo.models import DBNValence
+
+    table = feature_table()
+    dbn = DBNValence(hidden=(8,), pretrain_data="unlabeled", pretrain={"epochs": 1, "batch_size": 64},
+                     finetune={"max_epochs": 2, "batch_size": 64})
+    assert dbn.needs_unlabeled_pool and not SVMValence().needs_unlabeled_pool
+    pipeline, uar = train_pipeline(table, dbn, FeatureSettings())
+    assert 0 <= uar <= 1 and tuple(pipeline.model.stack_.layers[0].weight.shape) == (88, 8)
+
+
+def lying_wav(claimed_bytes: int = 0xFFFFFFF0, rate: int = 8000, payload: bytes = b"\x00\x01" * 8000) -> bytes:
+    """A 16-bit mono WAV whose header claims far more data (hours) than it holds."""
+    import struct
+
+    header = b"RIFF" + struct.pack("<I", min(36 + claimed_bytes, 0xFFFFFFFF)) + b"WAVE"
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+    return header + b"data" + struct.pack("<I", claimed_bytes) + payload
 
 
 def free_port() -> int:
@@ -79,11 +105,14 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(store):
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"]}
-    mlflow_cli = Path(sys.executable).parent / "mlflow"
-    process = subprocess.Popen([str(mlflow_cli), "models", "serve", "-m", f"models:/{MODEL_NAME}@{CHAMPION}",
-                                "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                               cwd=store["root"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    audio_root = store["root"] / "audio"
+    audio_root.mkdir()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"], "CROSSEMO_AUDIO_ROOT": str(audio_root)}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["CROSSEMO_MAX_BODY_BYTES"] = str(8 * 2**20)
+    log = (store["root"] / "server.log").open("w")  # a file, not a pipe: a full pipe would stall the server
+    process = subprocess.Popen(["crossemo", "serve", "--port", str(port)],  # the README's command
+                               cwd=store["root"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -93,7 +122,7 @@ def server(store):
         except requests.ConnectionError:
             pass
         if process.poll() is not None:
-            pytest.fail(f"server exited: {process.stderr.read().decode()[-2000:]}")
+            pytest.fail(f"server exited: {(store['root'] / 'server.log').read_text()[-2000:]}")
         time.sleep(1)
     else:
         process.kill()
@@ -109,8 +138,9 @@ def ask(url: str, records: list[dict]) -> requests.Response:
 
 def test_server_answers_speech_paths_and_features(server, store, tmp_path):
     speech = speech_path(tmp_path)
+    (store["root"] / "audio" / "speech.wav").write_bytes(speech.read_bytes())
     features = store["table"][feature_names()].head(2).astype(float).to_dict("records")
-    records = [{"audio_base64": base64.b64encode(speech.read_bytes()).decode()}, {"audio_path": str(speech)}, *features]
+    records = [{"audio_base64": base64.b64encode(speech.read_bytes()).decode()}, {"audio_path": "speech.wav"}, *features]
     response = ask(server, records)
     assert response.status_code == 200, response.text
     answer = pd.DataFrame(response.json()["predictions"])
@@ -129,7 +159,12 @@ def test_server_answers_speech_paths_and_features(server, store, tmp_path):
     ("empty", "empty"),
     ("short", "too short"),
     ("long", "too long"),
-    ({"audio_path": "/nowhere/x.wav"}, "not a file"),
+    ({"audio_path": "/nowhere/x.wav"}, "outside the server's audio root"),
+    ({"audio_path": "/etc/hostname"}, "outside the server's audio root"),
+    ({"audio_path": "../mlflow.db"}, "must not contain '..'"),
+    ({"audio_path": "missing.wav"}, "not a file under the server's audio root"),
+    ("escaping link", "outside the server's audio root"),
+    ("lying header", "its header claims"),
     ({"loudness_sma3_amean": 1.0}, "missing columns"),
     ({"speech": "hello"}, "missing columns"),
 ])
@@ -141,10 +176,118 @@ def test_bad_requests_get_400_with_a_reason_and_the_server_keeps_serving(server,
         with wave.open(buffer, "wb") as w:
             w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
         record = {"audio_base64": base64.b64encode(buffer.getvalue()).decode()}
+    elif record == "escaping link":
+        link = store["root"] / "audio" / "escape.wav"
+        if not link.is_symlink():
+            link.symlink_to(store["root"] / "mlflow.db")
+        record = {"audio_path": "escape.wav"}
+    elif record == "lying header":
+        record = {"audio_base64": base64.b64encode(lying_wav()).decode()}
     elif record in ("short", "long"):
         record = {"audio_base64": base64.b64encode(wav_bytes(0.1 if record == "short" else 61.0)).decode()}
     response = ask(server, [record])
     assert 400 <= response.status_code < 500, response.text
     assert message in response.json()["message"]
+    features = store["table"][feature_names()].head(1).astype(float).to_dict("records")
+    assert ask(server, features).status_code == 200
+
+
+def _encoded(signal: np.ndarray, rate: int, format: str, subtype: str | None = None) -> str:
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, signal, rate, format=format, subtype=subtype)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def hostile_requests(store, rng: np.random.Generator) -> list[tuple[str, dict]]:
+    """(what, request kwargs for requests.post): malformed, odd or hostile bodies, some of them usable."""
+    t = np.arange(16000) / 16000
+    voiced = (0.3 * sum(np.sin(2 * np.pi * 160 * k * t) / k for k in range(1, 10))).astype(np.float32)
+    good_wav = base64.b64decode(_encoded(voiced, 16000, "WAV", "PCM_16"))
+    features = store["table"][feature_names()].head(1).astype(float).to_dict("records")[0]
+    cases: list[tuple[str, dict]] = []
+
+    def records(what, rows):  # NaN and inf as JSON's common extension (requests refuses to send them)
+        body = json.dumps({"dataframe_records": rows}, allow_nan=True)
+        cases.append((what, {"data": body, "headers": {"Content-Type": "application/json"}}))
+
+    for i in range(40):
+        blob = rng.bytes(int(rng.integers(0, 4000)))
+        records(f"random bytes {i}", [{"audio_base64": base64.b64encode(blob).decode()}])
+        cases.append((f"random body {i}", {"data": blob, "headers": {"Content-Type": "application/json"}}))
+    for i in range(30):
+        cut = int(rng.integers(1, len(good_wav)))
+        records(f"truncated wav {cut}", [{"audio_base64": base64.b64encode(good_wav[:cut]).decode()}])
+    for claim in (10**6, 10**8, 0xFFFFFFF0, 0):
+        records(f"lying header {claim}", [{"audio_base64": base64.b64encode(lying_wav(claim)).decode()}])
+    for subtype in ("PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"):
+        records(f"wav {subtype}", [{"audio_base64": _encoded(voiced, 16000, "WAV", subtype)}])
+    records("flac", [{"audio_base64": _encoded(voiced, 16000, "FLAC")}])
+    records("ogg", [{"audio_base64": _encoded(voiced, 16000, "OGG", "VORBIS")}])
+    for rate in (8000, 96000):
+        signal = np.interp(np.arange(rate) / rate, t, voiced).astype(np.float32)
+        records(f"{rate} Hz", [{"audio_base64": _encoded(signal, rate, "WAV", "PCM_16")}])
+    records("stereo", [{"audio_base64": _encoded(np.stack([voiced, -voiced], 1), 16000, "WAV")}])
+    records("silence", [{"audio_base64": _encoded(np.zeros(16000, np.float32), 16000, "WAV")}])
+    records("clipping", [{"audio_base64": _encoded(np.clip(voiced * 50, -1, 1), 16000, "WAV")}])
+    records("dc offset", [{"audio_base64": _encoded(np.full(16000, 0.5, np.float32), 16000, "WAV")}])
+    for value in (float("nan"), float("inf"), -float("inf"), "loud", None, True, [1, 2], {"a": 1}, 1e308, -1e308):
+        records(f"feature value {value!r}", [{**features, "loudness_sma3_amean": value}])
+    records("10000 rows", [features] * 10_000)
+    records("300 rows", [features] * 300)
+    cases.append(("deep json", {"data": '{"dataframe_records": ' + "[" * 5000 + "]" * 5000 + "}",
+                                "headers": {"Content-Type": "application/json"}}))
+    cases.append(("deep value", {"data": '{"dataframe_records": [{"audio_base64": ' + "[" * 3000 + "]" * 3000 + "}]}",
+                                 "headers": {"Content-Type": "application/json"}}))
+    for content_type in ("text/plain", "application/xml", "image/png", "multipart/form-data", ""):
+        cases.append((f"content type {content_type!r}", {"data": b'{"dataframe_records": []}',
+                                                         "headers": {"Content-Type": content_type}}))
+    cases.append(("csv body", {"data": b"audio_base64\nnot-base64\n", "headers": {"Content-Type": "text/csv"}}))
+    for what, body in (("empty object", {}), ("null", None), ("list", [1, 2, 3]), ("split", {"dataframe_split": 1}),
+                       ("instances", {"instances": [[1, 2]]}), ("inputs", {"inputs": "x"})):
+        cases.append((f"json {what}", {"json": body}))
+    records("path traversal", [{"audio_path": "../../../../etc/passwd"}])
+    records("absolute path", [{"audio_path": "/proc/self/environ"}])
+    records("nul in path", [{"audio_path": "speech.wav\x00.txt"}])
+    records("huge path", [{"audio_path": "a" * 100_000}])
+    records("mixed good and bad", [features, {"audio_base64": "!!"}])
+    while len(cases) < 200:
+        records(f"random base64 text {len(cases)}", [{"audio_base64": base64.b64encode(rng.bytes(64)).decode()[:-1]}])
+    return cases
+
+
+def test_hostile_requests_get_200_or_a_4xx_with_a_reason_never_a_5xx(server, store):
+    cases = hostile_requests(store, np.random.default_rng(7))
+    assert len(cases) >= 200
+    failures = []
+    for what, kwargs in cases:
+        response = requests.post(f"{server}/invocations", timeout=120, **kwargs)
+        if response.status_code == 200:
+            continue
+        if not 400 <= response.status_code < 500 or not response.text.strip():
+            failures.append(f"{what}: HTTP {response.status_code} {response.text[:200]}")
+    assert not failures, "\n".join(failures)
+    assert requests.get(f"{server}/ping", timeout=10).status_code == 200
+    features = store["table"][feature_names()].head(1).astype(float).to_dict("records")
+    assert ask(server, features).status_code == 200
+
+
+def test_the_server_says_what_it_serves_and_warns_of_synthetic_training_data(server, store):
+    log = (store["root"] / "server.log").read_text()
+    assert "serving crossemo-valence v" in log and "trained on a,b,c" in log
+    assert "WARNING: these are the SYNTHETIC demo corpora" in log
+    assert f"audio_path: files under {store['root'] / 'audio'}" in log
+
+
+def test_bodies_over_the_cap_get_413_declared_or_chunked(server, store):
+    big = b'{"dataframe_records": [{"audio_base64": "' + b"A" * (9 * 2**20) + b'"}]}'
+    response = requests.post(f"{server}/invocations", data=big, headers={"Content-Type": "application/json"},
+                             timeout=60)
+    assert response.status_code == 413 and "request body too large" in response.json()["message"]
+    chunks = (big[i:i + 2**20] for i in range(0, len(big), 2**20))  # no Content-Length: chunked
+    response = requests.post(f"{server}/invocations", data=chunks, headers={"Content-Type": "application/json"},
+                             timeout=60)
+    assert response.status_code == 413
     features = store["table"][feature_names()].head(1).astype(float).to_dict("records")
     assert ask(server, features).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -59,9 +60,36 @@ def read_utterance(path: Path | str | BinaryIO, channel: int = 0, min_duration: 
     return Utterance(signal, int(rate))
 
 
+def _wav_claimed_seconds(head: bytes) -> float | None:
+    """The duration a RIFF/WAVE header claims for its data chunk (None if not a WAV or no claim found).
+    libsndfile trusts the file's real length instead, so a header that lies is caught here."""
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+        return None
+    order = "<" if head[:4] == b"RIFF" else ">"
+    position, byte_rate = 12, None
+    while position + 8 <= len(head):
+        chunk, size = head[position:position + 4], struct.unpack(order + "I", head[position + 4:position + 8])[0]
+        if chunk == b"fmt " and position + 16 <= len(head):
+            byte_rate = struct.unpack(order + "I", head[position + 16:position + 20])[0]
+        if chunk == b"data":
+            return size / byte_rate if byte_rate else None
+        position += 8 + size + (size & 1)
+    return None
+
+
 def check_header(source, name, max_duration: float) -> None:
     """Refuse a file whose header claims more than max_duration seconds before decoding any of it:
     a few bytes must not make the reader allocate hours of samples."""
+    if hasattr(source, "read"):
+        head = source.read(4096)
+        source.seek(0)
+    else:
+        with open(source, "rb") as file:
+            head = file.read(4096)
+    claimed = _wav_claimed_seconds(head)
+    if claimed is not None and claimed > max_duration:
+        raise BadAudio(name, f"too long: its header claims {claimed:.1f} s > {max_duration} s; "
+                             "split it into utterances")
     try:
         info = sf.info(source)
     except Exception as error:  # libsndfile raises several types for broken headers

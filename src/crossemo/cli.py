@@ -178,7 +178,8 @@ def _cmd_tune(args) -> None:
 
 
 def _cmd_register(args) -> None:
-    from .config import feature_settings, load_params, model_from_params
+    from .config import corpus_config, feature_settings, load_params, model_from_params
+    from .demo import is_synthetic
     from .experiments import feature_columns, load_features
     from .registry import register, train_pipeline
 
@@ -191,21 +192,39 @@ def _cmd_register(args) -> None:
     model = model_from_params(params, model_name, seed=seed)
     pipeline, uar = train_pipeline(table, model, feature_settings(params), section.get("validation_fraction", 0.25), seed)
     example = table[feature_columns(table)].head(1).astype("float64")
+    synthetic = any(is_synthetic(corpus_config(params, c).root) for c in corpora)
     version, crowned = register(pipeline, uar, example, {"model": model_name, "corpora": ",".join(corpora), "seed": seed,
-                                                         "config": (params.get("models") or {}).get(model_name, {})})
+                                                         "config": (params.get("models") or {}).get(model_name, {})},
+                                corpora=corpora, synthetic=synthetic)
     print(f"registered crossemo-valence v{version} (validation UAR {uar:.3f})"
           + (" -> alias champion" if crowned else "; the champion stays"))
+    if synthetic:
+        print("note: trained on the SYNTHETIC demo corpora; `crossemo serve` and `predict` will say so")
 
 
 def _cmd_serve(args) -> None:
     import os
 
-    from .tracking import default_uri
+    from .registry import model_origin
+    from .server import MODEL_URI_ENV
+    from .serving import AUDIO_ROOT_ENV
+    from .tracking import configure
 
-    env = {**os.environ, "MLFLOW_TRACKING_URI": args.tracking_uri or default_uri()}
-    command = ["mlflow", "models", "serve", "-m", f"models:/crossemo-valence@{args.alias}", "--env-manager", "local",
-               "-h", args.host, "-p", str(args.port)]
-    print(" ".join(command))
+    uri = configure(args.tracking_uri)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    if args.audio_root:
+        if not Path(args.audio_root).is_dir():
+            raise FileNotFoundError(f"--audio-root {args.audio_root} is not a folder")
+        env[AUDIO_ROOT_ENV] = str(Path(args.audio_root).resolve())
+    model_uri = f"models:/crossemo-valence@{args.alias}"
+    env[MODEL_URI_ENV] = model_uri
+    print(f"serving {model_origin(model_uri)}", file=sys.stderr)
+    print(f"audio_path: {'files under ' + env[AUDIO_ROOT_ENV] if env.get(AUDIO_ROOT_ENV) else 'disabled'}",
+          file=sys.stderr)
+    # MLflow's scoring app (as `mlflow models serve` runs it) behind crossemo's request guard
+    command = ["uvicorn", "--factory", "crossemo.server:create_app", "--host", args.host, "--port", str(args.port),
+               "--no-access-log"]
+    print(" ".join(command), file=sys.stderr)
     os.execvpe(command[0], command, env)
 
 
@@ -216,6 +235,7 @@ def _cmd_predict(args) -> None:
     import mlflow
 
     from .config import feature_settings, load_params
+    from .registry import model_origin
     from .scoring import as_text, expand_inputs, output_format, score_files, summary_line, write_answer
     from .tracking import configure
 
@@ -224,6 +244,7 @@ def _cmd_predict(args) -> None:
         output_format(args.output)  # a wrong extension fails before any work
     configure(args.tracking_uri)
     model = mlflow.pyfunc.load_model(args.model_uri)
+    print(f"model: {model_origin(args.model_uri)}", file=sys.stderr)
     trained_with = model.unwrap_python_model().pipeline.features  # the model's own sampling rate and channel
     local = feature_settings(load_params(args.params)) if Path(args.params).is_file() else trained_with
     settings = replace(trained_with, workers=local.workers, cache_dir=local.cache_dir)
@@ -320,10 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--features", default="features")
     reg.set_defaults(func=_cmd_register)
 
-    serve = sub.add_parser("serve", help="serve models:/crossemo-valence@champion over HTTP (mlflow models serve)")
+    serve = sub.add_parser("serve", help="serve models:/crossemo-valence@champion over HTTP (MLflow's scoring "
+                                         "server behind a request guard)")
     serve.add_argument("--alias", default="champion")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5001)
+    serve.add_argument("--audio-root", dest="audio_root",
+                       help="let requests name audio files (audio_path) inside this folder only; off by default "
+                            "(or set CROSSEMO_AUDIO_ROOT)")
     serve.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db")
     serve.set_defaults(func=_cmd_serve)
 

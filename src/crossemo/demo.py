@@ -276,10 +276,23 @@ DEMO_CORPORA: dict[str, type[DemoCorpus]] = {
 }
 
 
+#: Written beside the demo corpora: a model trained on them says so wherever it is served.
+SYNTHETIC_MARKER = "SYNTHETIC.md"
+
+
 def generate(directory: str | Path, seed: int = 2018, names: list[str] | None = None) -> dict[str, int]:
     """Write the demo corpora under directory/<name>/; the same seed gives byte-identical files."""
     counts = {}
     for offset, name in enumerate(names or DEMO_CORPORA):
         rng = np.random.default_rng([seed, offset])
         counts[name] = DEMO_CORPORA[name](rng).write(Path(directory) / name)
+    (Path(directory) / SYNTHETIC_MARKER).write_text(
+        "# SYNTHETIC demo corpora\n\nWritten by `crossemo demo generate` to try the pipeline. They are not speech:\n"
+        "models trained on them say nothing about emotion in real recordings.\n")
     return counts
+
+
+def is_synthetic(root: str | Path) -> bool:
+    """Whether a corpus folder lies in a tree written by `generate` (the marker in it or above it)."""
+    root = Path(root).resolve()
+    return any((folder / SYNTHETIC_MARKER).is_file() for folder in (root, *root.parents))

@@ -53,6 +53,11 @@ class ValenceModel:
 
     classes_ = CLASSES
 
+    @property
+    def needs_unlabeled_pool(self) -> bool:
+        """Whether fit must be given unlabeled rows (a DBN pretrained on a pool alone)."""
+        return False
+
     def fit(self, X, y, groups=None, unlabeled=None) -> ValenceModel:
         """X: features (rows: utterances); y: 'negative'/'positive'; groups: speakers (for validation);
         unlabeled: extra feature rows (any corpus, target included) for unsupervised learning."""
@@ -130,6 +135,10 @@ class DBNValence(ValenceModel):
         pre = self.pretrain if isinstance(self.pretrain, PretrainSettings) else PretrainSettings(**(self.pretrain or {}))
         fine = self.finetune if isinstance(self.finetune, FinetuneSettings) else FinetuneSettings(**(self.finetune or {}))
         return pre, fine
+
+    @property
+    def needs_unlabeled_pool(self) -> bool:
+        return self.pretrain_data is PretrainData.UNLABELED
 
     def _pretraining_rows(self, x_train: np.ndarray, unlabeled: np.ndarray | None) -> np.ndarray:
         if self.pretrain_data is PretrainData.TRAIN or unlabeled is None:

@@ -25,6 +25,7 @@ from .tuning import speaker_holdout
 
 MODEL_NAME = "crossemo-valence"
 CHAMPION = "champion"
+SYNTHETIC = "synthetic-demo"  # the training_data tag of a model trained on `crossemo demo generate`'s corpora
 
 
 def train_pipeline(table: pd.DataFrame, model, features: FeatureSettings, validation_fraction: float = 0.25,
@@ -38,7 +39,11 @@ def train_pipeline(table: pd.DataFrame, model, features: FeatureSettings, valida
     mean, scale = x[train].mean(0), x[train].std(0)
     scale = np.where(scale > 0, scale, 1).astype(np.float32)
     groups = speaker_keys(table).to_numpy()
-    model.fit((x[train] - mean) / scale, table["valence"].to_numpy()[train], groups=groups[train])
+    x_train = (x[train] - mean) / scale
+    # A DBN pretrained on an unlabeled pool alone gets the training speakers' rows as that pool (label-free);
+    # the validation speakers stay unseen, so the recorded UAR is a held-out one.
+    pool = x_train if model.needs_unlabeled_pool else None
+    model.fit(x_train, table["valence"].to_numpy()[train], groups=groups[train], unlabeled=pool)
     pipeline = ValencePipeline(features, mean.astype(np.float32), scale, model)
     uar = evaluate(table["valence"].to_numpy()[val], pipeline.predict_features(x[val])["valence"])["uar"]
     return pipeline, uar
@@ -58,14 +63,17 @@ def champion_metric(client: MlflowClient, name: str = MODEL_NAME) -> float | Non
 
 
 def register(pipeline: ValencePipeline, validation_uar: float, example: pd.DataFrame, run_params: dict,
-             name: str = MODEL_NAME, tracking_uri: str | None = None) -> tuple[int, bool]:
-    """(version, crowned): logs and registers the pipeline; moves the champion alias if it is better."""
+             name: str = MODEL_NAME, tracking_uri: str | None = None, corpora: list[str] = (),
+             synthetic: bool = False) -> tuple[int, bool]:
+    """(version, crowned): logs and registers the pipeline; moves the champion alias if it is better.
+    The version is tagged with its training corpora and whether they were the synthetic demo ones."""
     tracking.configure(tracking_uri)
     client = MlflowClient()
     version = _next_version(client, name)
     experiment_id = tracking.experiment("crossemo-registry")
+    origin = {"corpora": ",".join(corpora), "training_data": SYNTHETIC if synthetic else "corpora"}
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name} v{version}",
-                          tags=tracking.provenance_tags(run_params.get("corpora", []))):
+                          tags={**tracking.provenance_tags(list(corpora)), **origin}):
         mlflow.log_params(tracking.flatten(run_params))
         mlflow.log_metric("validation_uar", validation_uar)
         with tempfile.TemporaryDirectory() as tmp:
@@ -77,8 +85,32 @@ def register(pipeline: ValencePipeline, validation_uar: float, example: pd.DataF
                     f"torch=={torch.__version__.split('+')[0]}", "lightning>=2.6,<2.7", "mlflow>=3.17,<4",
                     "opensmile>=2.6,<2.7", "scikit-learn", "pandas", "soundfile"])
     registered = int(info.registered_model_version)
+    for key, value in origin.items():
+        client.set_model_version_tag(name, str(registered), key, value)
     best = champion_metric(client, name)
     crowned = best is None or validation_uar > best
     if crowned:
         client.set_registered_model_alias(name, CHAMPION, str(registered))
     return registered, crowned
+
+
+def model_origin(model_uri: str, client: MlflowClient | None = None) -> str:
+    """One line for whoever serves or uses a registered model: its version and training corpora,
+    with a plain warning when those were the synthetic demo corpora."""
+    client = client or MlflowClient()
+    reference = model_uri.removeprefix("models:/")
+    try:
+        if "@" in reference:
+            name, alias = reference.split("@", 1)
+            version = client.get_model_version_by_alias(name, alias)
+        else:
+            name, number = reference.rsplit("/", 1)
+            version = client.get_model_version(name, number)
+    except (ValueError, mlflow.exceptions.MlflowException):
+        return f"{model_uri}: no registry record of its training data"
+    corpora = version.tags.get("corpora") or "unrecorded corpora"
+    line = f"{version.name} v{version.version}, trained on {corpora}"
+    if version.tags.get("training_data") == SYNTHETIC:
+        line += (" -- WARNING: these are the SYNTHETIC demo corpora, not speech; its answers on real "
+                 "recordings mean nothing. Register a model trained on real corpora (see README: Real corpora).")
+    return line

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +26,11 @@ from .models import ValenceModel
 
 AUDIO_COLUMNS = ("audio_base64", "audio_path")
 MAX_AUDIO_BYTES = 20 * 1024 * 1024  # one decoded file
+MAX_REQUEST_AUDIO_BYTES = 64 * 1024 * 1024  # all rows' audio together
 MAX_AUDIO_SECONDS = 60.0
 MAX_ROWS = 256
+#: audio_path is off unless the server names the one folder it may read from (`crossemo serve --audio-root`).
+AUDIO_ROOT_ENV = "CROSSEMO_AUDIO_ROOT"
 
 
 @dataclass
@@ -77,6 +81,7 @@ def rows_to_features(pipeline: ValencePipeline, frame: pd.DataFrame) -> np.ndarr
         raise _bad("empty request: send at least one row")
     if len(frame) > MAX_ROWS:
         raise _bad(f"too large: {len(frame)} rows > {MAX_ROWS} per request; send batches")
+    _check_request_size(frame)
     present = [c for c in names if c in frame.columns]
     out = np.empty((len(frame), len(names)), dtype=np.float32)
     for i, row in enumerate(frame.to_dict("records")):
@@ -85,11 +90,9 @@ def rows_to_features(pipeline: ValencePipeline, frame: pd.DataFrame) -> np.ndarr
             if isinstance(b64, str) and b64:
                 out[i] = pipeline.egemaps(io.BytesIO(_decode(b64, i)), f"row {i} (audio_base64)")
             elif isinstance(path, str) and path:
-                if not Path(path).is_file():
-                    raise _bad(f"row {i}: audio_path {path!r} is not a file readable by the server")
-                out[i] = pipeline.egemaps(path, f"row {i} ({path})")
-            elif len(present) == len(names) and not pd.isna([row[c] for c in names]).any():
-                out[i] = [row[c] for c in names]
+                out[i] = pipeline.egemaps(allowed_path(path, i), f"row {i} ({path})")
+            elif len(present) == len(names):
+                out[i] = _feature_row(row, names, i)
             else:
                 missing = [c for c in names if c not in present or pd.isna(row.get(c))]
                 raise _bad(f"row {i}: missing columns: give audio_base64 (a base64 WAV), audio_path, or all 88 "
@@ -98,6 +101,51 @@ def rows_to_features(pipeline: ValencePipeline, frame: pd.DataFrame) -> np.ndarr
         except BadAudio as bad:
             raise _bad(str(bad)) from None
     return out
+
+
+def _check_request_size(frame: pd.DataFrame) -> None:
+    if "audio_base64" in frame.columns:
+        total = sum(len(v) for v in frame["audio_base64"] if isinstance(v, str)) * 3 // 4
+        if total > MAX_REQUEST_AUDIO_BYTES:
+            raise _bad(f"too large: {total // 2**20} MiB of audio in one request > "
+                       f"{MAX_REQUEST_AUDIO_BYTES // 2**20} MiB; send smaller batches")
+
+
+def _feature_row(row: dict, names: list[str], i: int) -> np.ndarray:
+    """The 88 eGeMAPS values of a row: numbers, finite, or a 400 naming the row and the column."""
+    values = np.empty(len(names), dtype=np.float64)
+    for j, name in enumerate(names):
+        value = row[name]
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            raise _bad(f"row {i}: missing columns: give audio_base64 (a base64 WAV), audio_path, or all 88 "
+                       f"eGeMAPS columns by openSMILE's names (e.g. {name} is empty); columns outside the "
+                       "model's signature are ignored")
+        if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.number)):
+            raise _bad(f"row {i}: {name} must be a number, not {type(value).__name__}")
+        if not np.isfinite(value) or abs(value) > 1e12:
+            raise _bad(f"row {i}: {name} must be a finite number of plausible size, not {value!r}")
+        values[j] = value
+    return values.astype(np.float32)
+
+
+def allowed_path(path: str, row: int) -> Path:
+    """A path the server may read: only with an audio root configured, and only inside it.
+
+    `..`, absolute paths outside the root and symlinks leading out are refused: a client must not
+    learn which files exist on the server, nor make it read them."""
+    root = os.environ.get(AUDIO_ROOT_ENV)
+    if not root:
+        raise _bad(f"row {row}: audio_path is disabled on this server; send audio_base64 (a base64 WAV), or "
+                   f"start the server with an allowed folder (crossemo serve --audio-root DIR, or {AUDIO_ROOT_ENV})")
+    root_path = Path(root).resolve()
+    if "\0" in path or ".." in Path(path).parts:
+        raise _bad(f"row {row}: audio_path must not contain '..' or NUL")
+    resolved = (root_path / path).resolve()  # an absolute path stays absolute; links are followed
+    if not resolved.is_relative_to(root_path):
+        raise _bad(f"row {row}: audio_path {path!r} is outside the server's audio root")
+    if not resolved.is_file():
+        raise _bad(f"row {row}: audio_path {path!r} is not a file under the server's audio root")
+    return resolved
 
 
 def _decode(text: str, row: int) -> bytes:
