@@ -1,11 +1,14 @@
-"""Serving benchmark: a real `mlflow models serve` on 127.0.0.1 against `crossemo predict` in-process.
+"""Serving benchmark: a real `crossemo serve` (MLflow's scoring app) on 127.0.0.1 against the model in-process.
 
-    python bench/serving.py [--requests 30] [--batch 16]
+    python bench/serving.py [--requests 30] [--batch 16] [--clients 8] [--per-client 50]
 
 Registers a small model in a temporary store, starts the server, then measures in one run:
 request latency for one utterance (median and 95th percentile, base64 WAV in, valence out),
 the same for the 88 features alone, throughput for batches of utterances, and the in-process
-pyfunc on the same inputs. Speech comes from ../shared/corpora, or synthetic clips without it.
+pyfunc on the same inputs. Then a load check: `--clients` concurrent clients sending
+`--per-client` one-utterance requests each; it prints the error count (goal 0), median and 95th
+percentile latency under load, and the server's resident memory before and after (goal: growth
+under 50 MB). Speech comes from ../shared/corpora, or synthetic clips without it.
 """
 
 from __future__ import annotations
@@ -53,9 +56,9 @@ def start_server(uri: str, cwd: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    process = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
-                                f"models:/{MODEL_NAME}@champion", "--env-manager", "local", "-h", "127.0.0.1",
-                                "-p", str(port)], cwd=cwd, env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(["crossemo", "serve", "--port", str(port)], cwd=cwd, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(180):
@@ -83,10 +86,41 @@ def post(url: str, records: list[dict]) -> None:
     response.raise_for_status()
 
 
+def resident_mb(pid: int) -> float:
+    """The process' resident memory (VmRSS), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def load_check(url: str, records: list[dict], clients: int, per_client: int) -> tuple[int, np.ndarray]:
+    """(errors, latencies) of `clients` threads each sending `per_client` requests at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def client(_) -> list[float | None]:
+        times = []
+        with requests.Session() as session:
+            for _ in range(per_client):
+                start = time.perf_counter()
+                try:
+                    ok = session.post(f"{url}/invocations", json={"dataframe_records": records}, timeout=300).ok
+                except requests.RequestException:
+                    ok = False
+                times.append(time.perf_counter() - start if ok else None)
+        return times
+
+    with ThreadPoolExecutor(clients) as pool:
+        times = [t for batch in pool.map(client, range(clients)) for t in batch]
+    return sum(t is None for t in times), np.array([t for t in times if t is not None])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--per-client", dest="per_client", type=int, default=50)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -106,6 +140,9 @@ def main() -> None:
             served_one = latencies(lambda: post(url, one), args.requests)
             served_features = latencies(lambda: post(url, features), args.requests)
             served_batch = latencies(lambda: post(url, batch), max(3, args.requests // 5))
+            memory_before = resident_mb(process.pid)
+            errors, under_load = load_check(url, one, args.clients, args.per_client)
+            memory_after = resident_mb(process.pid)
         finally:
             process.terminate()
         local_one = latencies(lambda: local.predict(pd.DataFrame(one)), args.requests)
@@ -117,8 +154,12 @@ def main() -> None:
     print(f"in-process, one utterance:          {ms(local_one)}")
     print(f"served, batches of {len(batch)}: {len(batch) / np.median(served_batch):6.1f} utterances/s")
     print(f"in-process, batches of {len(batch)}: {len(batch) / np.median(local_batch):6.1f} utterances/s")
+    print(f"load: {args.clients} clients x {args.per_client} requests: {errors} errors, {ms(under_load)}, "
+          f"server memory {memory_before:.0f} -> {memory_after:.0f} MB ({memory_after - memory_before:+.0f} MB)")
     print(f"served_over_inprocess_latency={np.median(served_one) / np.median(local_one):.2f} "
-          f"served_over_inprocess_throughput={np.median(local_batch) / np.median(served_batch):.2f}")
+          f"served_over_inprocess_throughput={np.median(local_batch) / np.median(served_batch):.2f} "
+          f"load_errors={errors} load_p95_ms={1000 * np.percentile(under_load, 95):.0f} "
+          f"memory_growth_mb={memory_after - memory_before:.0f}")
 
 
 if __name__ == "__main__":

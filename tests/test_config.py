@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from crossemo.config import corpus_config, feature_settings, load_params, model_from_params
+from crossemo.config import corpus_config, feature_settings, load_params
+from crossemo.models import model_from_params
 from crossemo.corpora import LOADERS, PAPER_VALENCE, ValenceMap
 from crossemo.dbn import FinetuneSettings, PretrainSettings
 from crossemo.models import DBNValence

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -102,6 +104,31 @@ def test_changing_one_corpus_setting_reruns_that_corpus_alone(project):
     assert set(pd.read_parquet(project / "features/savee.parquet")["valence"]) == {"negative", "positive", "excluded"}
 
 
+def test_a_stage_killed_midway_leaves_no_partial_results_nor_running_runs_and_reruns_the_same(project):
+    before = pd.read_parquet(project / "results/leave_one_out.parquet")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(["dvc", "repro", "-f", "experiment@leave_one_out"], cwd=project, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
+    started = time.time()
+    seen = len(mlflow.search_runs(experiment_names=["crossemo-leave_one_out"]))
+    while len(mlflow.search_runs(experiment_names=["crossemo-leave_one_out"])) < seen + 3:  # parent + some runs
+        assert process.poll() is None and time.time() - started < 300, "the stage ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGTERM)  # as a CI time-out or a scheduler would: the whole process group
+    process.wait(timeout=120)
+    partial = project / "results/leave_one_out.parquet"
+    assert not partial.exists() or pd.read_parquet(partial).equals(before)
+    runs = mlflow.search_runs(experiment_names=["crossemo-leave_one_out"])
+    assert not (runs["status"] == "RUNNING").any()
+    assert (runs["status"] == "KILLED").any()
+    run(project, "dvc", "repro")
+    after = pd.read_parquet(partial)
+    columns = ["model", "source", "target", "seed", "accuracy", "uar", "macro_f1", "confusion"]
+    pd.testing.assert_frame_equal(before[columns], after[columns])
+    assert "up to date" in run(project, "dvc", "status")
+
+
 def _leaves(tree) -> int:
     return sum(_leaves(v) for v in tree.values()) if isinstance(tree, dict) else 1
 
@@ -129,3 +156,79 @@ def test_dvc_exp_run_compares_headline_metrics_and_names_its_mlflow_runs(project
     parent = runs[runs["tags.mlflow.parentRunId"].isna()]
     assert len(parent) == 1 and len(runs) > 1  # the parent and its nested runs all carry the name
     assert parent["tags.git_commit"].item().startswith(run(project, "git", "rev-parse", "HEAD").strip())
+
+
+def readme_commands(section: str) -> list[str]:
+    """The commands of the first bash block under a README heading, comments stripped."""
+    text = (REPO / "README.md").read_text()
+    block = text[text.index(f"## {section}"):].split("```bash", 1)[1].split("```", 1)[0]
+    return [line.split("  #")[0].strip() for line in block.strip().splitlines() if line.strip()]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve_until_answered(project: Path, command: list[str], url: str) -> subprocess.Popen:
+    import requests
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    log = (project / f"{command[0]}.log").open("w")
+    process = subprocess.Popen(command, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return process
+        except requests.ConnectionError:
+            pass
+        assert process.poll() is None, (project / f"{command[0]}.log").read_text()[-2000:]
+        time.sleep(1)
+    process.kill()
+    raise AssertionError(f"{' '.join(command)} did not answer {url} within 180 s")
+
+
+def test_the_readmes_tuning_registry_and_serving_commands_work_as_written(project):
+    import requests
+
+    from crossemo.features import feature_names
+
+    from .conftest import tone
+
+    commands = readme_commands("Tuning, registry and serving")
+    assert [c.split()[:2] for c in commands] == [["crossemo", "tune"], ["crossemo", "tune"], [
+        "optuna-dashboard", "sqlite:///.cache/optuna.db"], ["crossemo", "register"], ["crossemo", "serve"],
+        ["crossemo", "predict"], ["crossemo", "predict"]]
+    params = yaml.safe_load((project / "params.yaml").read_text())  # a short budget on this project's corpora
+    params["tuning"].update(corpora=["savee", "emovo"], n_trials=2, finetune_max_epochs=3)
+    params["tuning"]["space"].update(layers=[1, 1], units=[8, 16], pretrain_epochs=[1, 2], batch_size=[64])
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    tone(project / "a.wav", seconds=1.0), tone(project / "b.wav", seconds=1.2, f0=220)
+    (project / "recordings").mkdir()
+    tone(project / "recordings" / "c.wav", seconds=0.9, f0=140)
+    for command in commands:
+        words = command.split()
+        if words[0] == "optuna-dashboard":
+            port = _free_port()
+            server = _serve_until_answered(project, [*words, "--port", str(port)], f"http://127.0.0.1:{port}/")
+            server.terminate(), server.wait(timeout=30)
+        elif words[:2] == ["crossemo", "serve"]:
+            port = _free_port()
+            server = _serve_until_answered(project, [*words, "--port", str(port)], f"http://127.0.0.1:{port}/ping")
+            row = pd.read_parquet(project / "features/savee.parquet")[feature_names()].head(1).astype(float)
+            answer = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=60,
+                                   json={"dataframe_records": row.to_dict("records")})
+            server.terminate(), server.wait(timeout=30)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["predictions"][0]["valence"] in {"negative", "positive"}
+        else:
+            out = run(project, *words)
+            if words[1] == "register":
+                assert "registered crossemo-valence v" in out and "SYNTHETIC" in out
+            if words[1] == "predict":
+                assert "files scored; 0 failed" in out
+    assert (project / "tuning/best_params.yaml").is_file() and (project / "valence.csv").is_file()

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from .stages import experiment, features, report, run_guarded, table
 
 
 def _cmd_corpora_list(args) -> None:
@@ -60,63 +61,6 @@ def _cmd_demo(args) -> None:
     counts = generate(args.directory, seed=args.seed)
     for name, n in counts.items():
         print(f"{name:8s} {n:4d} synthetic utterances -> {Path(args.directory) / name}")
-
-
-def _cmd_table(args) -> None:
-    from .config import corpus_config, load_params
-    from .corpora import load_corpus
-
-    cfg = corpus_config(load_params(args.params), args.corpus)
-    table = load_corpus(cfg.loader, cfg.root, valence=cfg.valence, corpus=cfg.name, **cfg.options)
-    out = Path(args.out or f"tables/{cfg.name}.parquet")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(out, index=False)
-    counts = table["valence"].value_counts().to_dict()
-    print(f"{cfg.name}: {len(table)} utterances, {table['speaker'].nunique()} speakers, {counts} -> {out}")
-
-
-def _cmd_features(args) -> None:
-    import pandas as pd
-
-    from .config import corpus_config, feature_settings, load_params
-    from .features import extract_table
-
-    params = load_params(args.params)
-    cfg, settings = corpus_config(params, args.corpus), feature_settings(params)
-    table = pd.read_parquet(args.table or f"tables/{cfg.name}.parquet")
-    features, rejected = extract_table(table, cfg.root, settings, progress=f"eGeMAPS {cfg.name}")
-    out = Path(args.out or f"features/{cfg.name}.parquet")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    features.to_parquet(out, index=False)
-    rejected.to_csv(out.with_suffix(".rejected.csv"), index=False)
-    note = f", {len(rejected)} rejected (listed in {out.with_suffix('.rejected.csv')})" if len(rejected) else ""
-    print(f"{cfg.name}: {len(features)} x {features.shape[1]} -> {out}{note}")
-
-
-def _cmd_experiment(args) -> None:
-    from .config import experiment_settings, load_params
-    from .experiments import Runner, load_features
-
-    params = load_params(args.params)
-    settings = experiment_settings(params, args.scenario)
-    table = load_features(list(params["corpora"]), args.features)
-    results = Runner(args.scenario, table, params, settings).run()
-    out = Path(args.out or f"results/{args.scenario}.parquet")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    results.to_parquet(out, index=False)
-    if results.empty:
-        print(f"{args.scenario}: no configuration fits these corpora; empty table -> {out}")
-        return
-    summary = results.groupby(["model"])[["accuracy", "uar"]].mean().round(3)
-    print(f"{args.scenario}: {len(results)} runs -> {out}\n{summary.to_string()}")
-
-
-def _cmd_report(args) -> None:
-    from .report import load_results, write_report
-
-    header = Path(args.header).read_text() if args.header else ""
-    write_report(load_results(args.results), args.out, header=header)
-    print(f"report -> {Path(args.out) / 'report.md'}")
 
 
 def _cmd_compare(args) -> None:
@@ -178,9 +122,10 @@ def _cmd_tune(args) -> None:
 
 
 def _cmd_register(args) -> None:
-    from .config import corpus_config, feature_settings, load_params, model_from_params
+    from .config import corpus_config, feature_settings, load_params
     from .demo import is_synthetic
     from .experiments import feature_columns, load_features
+    from .models import model_from_params
     from .registry import register, train_pipeline
 
     params = load_params(args.params)
@@ -293,30 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=2018)
     gen.set_defaults(func=_cmd_demo)
 
-    table = sub.add_parser("table", help="DVC stage: one corpus' common table (tables/NAME.parquet)")
-    table.add_argument("corpus", help="a key of params.yaml's corpora")
-    table.add_argument("--params", default="params.yaml")
-    table.add_argument("--out")
-    table.set_defaults(func=_cmd_table)
+    for stage in (table, features, experiment, report):  # the DVC stages, as `python -m crossemo.stages.<name>`
+        name = stage.__name__.rsplit(".", 1)[1]
+        command = sub.add_parser(name, help=stage.DESCRIPTION)
+        stage.add_arguments(command)
+        command.set_defaults(func=stage.run)
 
-    feats = sub.add_parser("features", help="DVC stage: eGeMAPSv02 functionals (features/NAME.parquet)")
-    feats.add_argument("corpus", help="a key of params.yaml's corpora")
-    feats.add_argument("--params", default="params.yaml")
-    feats.add_argument("--table", help="default: tables/NAME.parquet")
-    feats.add_argument("--out")
-    feats.set_defaults(func=_cmd_features)
-    exp = sub.add_parser("experiment", help="DVC stage: run one scenario for every model and seed (results/NAME.parquet)")
-    exp.add_argument("scenario", choices=["within", "single_source", "target_fraction", "multi_source", "leave_one_out"])
-    exp.add_argument("--params", default="params.yaml")
-    exp.add_argument("--features", default="features", help="folder of features/<corpus>.parquet")
-    exp.add_argument("--out")
-    exp.set_defaults(func=_cmd_experiment)
-
-    rep = sub.add_parser("report", help="DVC stage: figures, metrics.json and report.md from results/")
-    rep.add_argument("--results", default="results")
-    rep.add_argument("--out", default="reports")
-    rep.add_argument("--header", help="a markdown file to put at the top (e.g. the command and commit)")
-    rep.set_defaults(func=_cmd_report)
     comp = sub.add_parser("compare", help="two results files on their shared configurations: before, after, change")
     comp.add_argument("before", help="a results parquet, e.g. results/within.parquet of an earlier run")
     comp.add_argument("after")
@@ -367,13 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    from .audio import BadAudio
-    from .corpora import CorpusError
-
-    try:
-        args.func(args)
-    except (CorpusError, BadAudio, KeyError, ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    run_guarded(args.func, args)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Modules receive these settings as arguments; none of them reads params.yaml itse
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import yaml
 
 from .corpora import LOADERS, PAPER_VALENCE, ValenceMap
 from .features import FeatureSettings
+from .splits import Normalization
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -59,22 +61,46 @@ def feature_settings(params: dict) -> FeatureSettings:
     return FeatureSettings(**(params.get("features") or {}))
 
 
-def model_from_params(params: dict, name: str, seed: int = 0, **runtime):
-    """A fresh, unfitted model from params.yaml's `models.<name>` (runtime: progress, logger)."""
-    from .models import make_model
+class UnlabeledPool(StrEnum):
+    """Which label-free feature rows each fit may use for unsupervised learning."""
 
-    configs = params.get("models") or {}
-    if name not in configs:
-        raise KeyError(f"model configuration {name!r} is not in params.yaml's models: {', '.join(configs) or 'none'}")
-    spec = dict(configs[name])
-    kind = spec.pop("model", name)
-    return make_model(kind, seed=seed, **spec, **runtime)
+    NONE = "none"
+    TARGET = "target"  # the test corpus' own rows (their features, never their labels)
+    ALL = "all"  # every row of every corpus: one shared pool, so one cached RBM stack per seed
+
+
+@dataclass(frozen=True)
+class ExperimentSettings:
+    models: tuple[str, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    normalization: Normalization = Normalization.CORPUS
+    unlabeled: UnlabeledPool = UnlabeledPool.ALL
+    within_protocols: tuple[str, ...] = ("random", "speaker")
+    test_size: float = 0.25
+    speaker_folds: int = 5
+    fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    multi_source_size: int = 2
+    log_models: bool = True
+    cache_dir: str = ".cache/pretrained"
+    workers: int = 1  # processes running fits side by side; each gets cores // workers torch threads
+    tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else the project's sqlite store
+
+    def __post_init__(self):
+        object.__setattr__(self, "normalization", Normalization(self.normalization))
+        object.__setattr__(self, "unlabeled", UnlabeledPool(self.unlabeled))
+        for name in ("models", "seeds", "within_protocols", "fractions"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        unknown = set(self.within_protocols) - {"random", "speaker", "sessions"}
+        if unknown:
+            raise ValueError(f"experiments.within_protocols: unknown {sorted(unknown)}; use random, speaker, sessions")
+        if self.workers < 1:
+            raise ValueError(f"experiments.workers must be at least 1, not {self.workers}")
+        if not self.models or not self.seeds:
+            raise ValueError("experiments.models and experiments.seeds must not be empty")
 
 
 def experiment_settings(params: dict, scenario: str):
     """The shared experiments settings plus the scenario's own section."""
-    from .experiments import ExperimentSettings
-
     section = dict(params.get("experiments") or {})
     own = {k: v for k, v in (section.pop(scenario, None) or {}).items()}
     for name in ("within", "single_source", "target_fraction", "multi_source", "leave_one_out"):

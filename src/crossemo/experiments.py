@@ -6,7 +6,9 @@ import itertools
 import json
 import logging
 import os
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -20,7 +22,9 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from . import tracking
+from .config import ExperimentSettings, UnlabeledPool
 from .metrics import evaluate
+from .models import model_from_params
 from .splits import (Normalization, Split, cross_corpus, normalize, target_fraction, within_random,
                      speaker_keys, within_sessions, within_speaker_folds)
 
@@ -33,44 +37,6 @@ class Scenario(StrEnum):
     TARGET_FRACTION = "target_fraction"
     MULTI_SOURCE = "multi_source"
     LEAVE_ONE_OUT = "leave_one_out"
-
-
-class UnlabeledPool(StrEnum):
-    """Which label-free feature rows each fit may use for unsupervised learning."""
-
-    NONE = "none"
-    TARGET = "target"  # the test corpus' own rows (their features, never their labels)
-    ALL = "all"  # every row of every corpus: one shared pool, so one cached RBM stack per seed
-
-
-@dataclass(frozen=True)
-class ExperimentSettings:
-    models: tuple[str, ...]
-    seeds: tuple[int, ...] = (0, 1, 2)
-    normalization: Normalization = Normalization.CORPUS
-    unlabeled: UnlabeledPool = UnlabeledPool.ALL
-    within_protocols: tuple[str, ...] = ("random", "speaker")
-    test_size: float = 0.25
-    speaker_folds: int = 5
-    fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-    multi_source_size: int = 2
-    log_models: bool = True
-    cache_dir: str = ".cache/pretrained"
-    workers: int = 1  # processes running fits side by side; each gets cores // workers torch threads
-    tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else the project's sqlite store
-
-    def __post_init__(self):
-        object.__setattr__(self, "normalization", Normalization(self.normalization))
-        object.__setattr__(self, "unlabeled", UnlabeledPool(self.unlabeled))
-        for name in ("models", "seeds", "within_protocols", "fractions"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        unknown = set(self.within_protocols) - {"random", "speaker", "sessions"}
-        if unknown:
-            raise ValueError(f"experiments.within_protocols: unknown {sorted(unknown)}; use random, speaker, sessions")
-        if self.workers < 1:
-            raise ValueError(f"experiments.workers must be at least 1, not {self.workers}")
-        if not self.models or not self.seeds:
-            raise ValueError("experiments.models and experiments.seeds must not be empty")
 
 
 @dataclass(frozen=True)
@@ -193,7 +159,11 @@ class Runner:
                                  self.table["valence"].to_numpy(), speaker_keys(self.table).to_numpy(),
                                  self.table[["corpus", "utterance_id", "speaker"]], experiment_id,
                                  parent.info.run_id, tags)
-            rows = self._execute(context, self._units(work))
+            try:
+                rows = self._execute(context, self._units(work))
+            except BaseException as stop:
+                _end_unfinished_children(parent.info.run_id, stop)
+                raise
             results = pd.DataFrame([row for _, row in sorted(rows, key=lambda r: r[0])], columns=RESULT_COLUMNS)
             mlflow.log_metrics(parent_metrics(results))
         return results
@@ -231,6 +201,19 @@ class Runner:
         return split.test.tobytes() if self.settings.unlabeled is UnlabeledPool.TARGET else b""
 
 
+def _end_unfinished_children(parent_id: str, stop: BaseException) -> None:
+    """Nested runs that a stopped scenario leaves open (their worker was ended with it) are marked
+    KILLED when the run was interrupted, FAILED when it crashed: never left RUNNING forever."""
+    status = "KILLED" if isinstance(stop, KeyboardInterrupt) else "FAILED"
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_id)
+    for run in client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' "
+                                                               "and attributes.status = 'RUNNING'"):
+        client.set_terminated(run.info.run_id, status)
+    if status == "KILLED":
+        mlflow.end_run("KILLED")  # the parent too; otherwise the context manager records FAILED
+
+
 def parent_metrics(results: pd.DataFrame) -> dict[str, float]:
     """Mean UAR and accuracy over a scenario's runs, per model and per model and target: the parent
     run's own columns in `mlflow ui`, so configurations compare without opening nested runs."""
@@ -245,6 +228,9 @@ def parent_metrics(results: pd.DataFrame) -> dict[str, float]:
 def run_unit(context: RunContext, unit: Unit) -> list[tuple[int, dict]]:
     """Fit once (in the unit's first run, which carries the curves), then test on every job's split."""
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // context.settings.workers))  # the cores, shared
+    if threading.current_thread() is threading.main_thread():
+        # a worker process ended with its stage (SIGTERM to the group) closes its open run as FAILED
+        signal.signal(signal.SIGTERM, _raise_interrupt)
     tracking.configure(context.settings.tracking_uri)
     rows, model, fitted_in = [], None, None
     for position, job in unit.jobs:
@@ -256,6 +242,10 @@ def run_unit(context: RunContext, unit: Unit) -> list[tuple[int, dict]]:
                 mlflow.set_tag("model_reused_from", fitted_in)
             rows.append((position, _evaluate(context, unit, job, x, model, run.info.run_id)))
     return rows
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
 def _nested_run(context: RunContext, unit: Unit, job: Job):
@@ -277,8 +267,6 @@ def _pool(context: RunContext, x: np.ndarray, split: Split) -> np.ndarray | None
 
 
 def _fit(context: RunContext, unit: Unit, split: Split, x: np.ndarray, run_id: str):
-    from .config import model_from_params
-
     config = (context.params.get("models") or {}).get(unit.model_name, {})
     mlflow.log_params(tracking.flatten(config))
     runtime = {}

@@ -17,6 +17,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .audio import BadAudio, check_header, read_utterance
+from .checked_files import discard, read_checked, write_checked
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ def _smile(sampling_rate: int) -> opensmile.Smile:
 
 
 class FeatureCache:
-    """One .npy per (file content, settings): a rerun or an added corpus computes only what is new."""
+    """One checksummed file per (file content, settings): a rerun or an added corpus computes only
+    what is new, and a damaged entry is recomputed, never used."""
 
     def __init__(self, directory: str | Path, fingerprint: str):
         self.directory, self.fingerprint = Path(directory), fingerprint
@@ -74,18 +76,21 @@ class FeatureCache:
         return digest.hexdigest()
 
     def _file(self, key: str) -> Path:
-        return self.directory / key[:2] / f"{key}.npy"
+        return self.directory / key[:2] / f"{key}.f32"
 
     def get(self, key: str) -> np.ndarray | None:
         file = self._file(key)
-        return np.load(file) if file.is_file() else None
+        payload = read_checked(file)
+        if payload is None:
+            return None
+        values = np.frombuffer(payload, dtype=np.float32)
+        if values.shape != (len(feature_names()),) or not np.isfinite(values).all():
+            discard(file, f"not {len(feature_names())} finite features")
+            return None
+        return values.copy()
 
     def put(self, key: str, values: np.ndarray) -> None:
-        file = self._file(key)
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, values)
-        tmp.replace(file)  # atomic: parallel workers never see half a file
+        write_checked(self._file(key), np.ascontiguousarray(values, dtype=np.float32).tobytes())
 
 
 _WORKER: dict = {}

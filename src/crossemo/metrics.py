@@ -7,7 +7,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
-from .models import CLASSES
+from .labels import CLASSES
 
 METRICS = ("accuracy", "uar", "macro_f1", "majority_rate")
 

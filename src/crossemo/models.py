@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
+import io
 from enum import StrEnum
 from pathlib import Path
 
@@ -19,11 +19,12 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
 from sklearn.svm import SVC
 
+from .checked_files import discard, read_checked, write_checked
+from .labels import CLASSES
 from .dbn import FeedForward, FinetuneSettings, PretrainSettings, RBMStack, finetune, pretrain_stack
 
 log = logging.getLogger(__name__)
 
-CLASSES = np.array(["negative", "positive"])
 
 
 def encode(labels) -> np.ndarray:
@@ -192,11 +193,17 @@ class StackCache:
         return digest.hexdigest()
 
     def get(self, key: str, n_inputs: int, hidden: tuple[int, ...]) -> RBMStack | None:
-        path = self.directory / f"{key}.pt"
-        if not path.is_file():
+        """The cached stack, or None when absent or damaged (a damaged entry is removed and rebuilt)."""
+        path = self.directory / f"{key}.stack"
+        payload = read_checked(path)
+        if payload is None:
             return None
         stack = RBMStack(n_inputs, hidden)
-        stack.load_state_dict(torch.load(path, weights_only=True))
+        try:
+            stack.load_state_dict(torch.load(io.BytesIO(payload), weights_only=True))
+        except (RuntimeError, ValueError, KeyError, EOFError) as error:  # intact file, wrong contents
+            discard(path, f"not a stack of these sizes ({error})")
+            return None
         log.info("pretrained stack %s taken from the cache", key[:10])
         return stack
 
@@ -212,10 +219,9 @@ class StackCache:
         return stack
 
     def put(self, key: str, stack: RBMStack) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f"{key}.{os.getpid()}.tmp"
-        torch.save(stack.state_dict(), tmp)
-        tmp.replace(self.directory / f"{key}.pt")
+        buffer = io.BytesIO()
+        torch.save(stack.state_dict(), buffer)
+        write_checked(self.directory / f"{key}.stack", buffer.getvalue())
 
 
 class FeedForwardValence(DBNValence):
@@ -239,3 +245,13 @@ def make_model(name: str, **params) -> ValenceModel:
     if name not in registry:
         raise ValueError(f"unknown model {name!r}; use one of {', '.join(registry)}")
     return registry[name](**params)
+
+
+def model_from_params(params: dict, name: str, seed: int = 0, **runtime):
+    """A fresh, unfitted model from params.yaml's `models.<name>` (runtime: progress, logger)."""
+    configs = params.get("models") or {}
+    if name not in configs:
+        raise KeyError(f"model configuration {name!r} is not in params.yaml's models: {', '.join(configs) or 'none'}")
+    spec = dict(configs[name])
+    kind = spec.pop("model", name)
+    return make_model(kind, seed=seed, **spec, **runtime)

@@ -1,0 +1,43 @@
+"""DVC stage `experiment@<scenario>`: every model and seed of one scenario (results/<scenario>.parquet)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import stage_main
+
+DESCRIPTION = "DVC stage: run one scenario for every model and seed (results/NAME.parquet)"
+SCENARIOS = ["within", "single_source", "target_fraction", "multi_source", "leave_one_out"]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("scenario", choices=SCENARIOS)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--features", default="features", help="folder of features/<corpus>.parquet")
+    parser.add_argument("--out")
+
+
+def run(args) -> None:
+    from ..config import experiment_settings, load_params
+    from ..experiments import Runner, load_features
+
+    params = load_params(args.params)
+    settings = experiment_settings(params, args.scenario)
+    table = load_features(list(params["corpora"]), args.features)
+    results = Runner(args.scenario, table, params, settings).run()
+    out = Path(args.out or f"results/{args.scenario}.parquet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    results.to_parquet(tmp, index=False)
+    tmp.replace(out)  # a killed stage leaves the whole file or none
+    if results.empty:
+        print(f"{args.scenario}: no configuration fits these corpora; empty table -> {out}")
+        return
+    summary = results.groupby(["model"])[["accuracy", "uar"]].mean().round(3)
+    print(f"{args.scenario}: {len(results)} runs -> {out}\n{summary.to_string()}")
+
+
+main = stage_main("experiment", DESCRIPTION, add_arguments, run)
+
+if __name__ == "__main__":
+    main()
