@@ -21,8 +21,14 @@ from .conftest import REPO
 pytestmark = pytest.mark.slow
 
 
+def project_env() -> dict:
+    """This interpreter's commands first; the project's own MLflow store (no store inherited from a test)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
 def run(cwd: Path, *cmd: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = project_env()
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
@@ -106,8 +112,7 @@ def test_changing_one_corpus_setting_reruns_that_corpus_alone(project):
 
 def test_a_stage_killed_midway_leaves_no_partial_results_nor_running_runs_and_reruns_the_same(project):
     before = pd.read_parquet(project / "results/leave_one_out.parquet")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen(["dvc", "repro", "-f", "experiment@leave_one_out"], cwd=project, env=env,
+    process = subprocess.Popen(["dvc", "repro", "-f", "experiment@leave_one_out"], cwd=project, env=project_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
     started = time.time()
@@ -117,6 +122,15 @@ def test_a_stage_killed_midway_leaves_no_partial_results_nor_running_runs_and_re
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGTERM)  # as a CI time-out or a scheduler would: the whole process group
     process.wait(timeout=120)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # dvc exits at once; its stage process closes its runs, then exits
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the stage's processes did not exit within 120 s of SIGTERM")
     partial = project / "results/leave_one_out.parquet"
     assert not partial.exists() or pd.read_parquet(partial).equals(before)
     runs = mlflow.search_runs(experiment_names=["crossemo-leave_one_out"])
@@ -176,9 +190,8 @@ def _free_port() -> int:
 def _serve_until_answered(project: Path, command: list[str], url: str) -> subprocess.Popen:
     import requests
 
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     log = (project / f"{command[0]}.log").open("w")
-    process = subprocess.Popen(command, cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=project, env=project_env(), stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 180
     while time.time() < deadline:
         try:
