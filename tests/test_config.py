@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from crossemo.config import corpus_config, feature_settings, load_params
-from crossemo.models import model_from_params
 from crossemo.corpora import LOADERS, PAPER_VALENCE, ValenceMap
-from crossemo.dbn import FinetuneSettings, PretrainSettings
-from crossemo.models import DBNValence
+from crossemo.dbn import PretrainSettings
+from crossemo.models import DBNValence, model_from_params
 
 from .conftest import REPO
 
@@ -24,7 +23,9 @@ def test_params_hold_the_papers_table_1_and_dbn(params):
     assert isinstance(model, DBNValence) and model.hidden == (1000, 1000, 2000)
     pre, fine = model._settings()
     assert (pre.learning_rate, pre.epochs) == (0.001, 500)
-    assert isinstance(fine, FinetuneSettings)
+    finetune = params["models"]["dbn_paper"]["finetune"]
+    assert (fine.learning_rate, fine.max_epochs, fine.batch_size) == (
+        finetune["learning_rate"], finetune["max_epochs"], finetune["batch_size"])
 
 
 def test_every_model_configuration_builds(params):
@@ -47,4 +48,6 @@ def test_unknown_names_are_explained(params):
     with pytest.raises(ValueError, match="corpora.x.loader"):
         corpus_config({"corpora": {"x": {"loader": "bogus", "root": "r"}}}, "x")
     assert feature_settings(params).sampling_rate == 16000
-    assert isinstance(PretrainSettings(**params["models"]["dbn_demo"]["pretrain"]), PretrainSettings)
+    demo = PretrainSettings(**params["models"]["dbn_demo"]["pretrain"])
+    assert (demo.learning_rate, demo.epochs) == (params["models"]["dbn_demo"]["pretrain"]["learning_rate"],
+                                                 params["models"]["dbn_demo"]["pretrain"]["epochs"])

@@ -16,8 +16,38 @@ def touch_wav(root: Path, rel: str, rate: int = 16000) -> None:
     tone(root / rel, seconds=0.3, rate=rate)
 
 
-def test_every_loader_is_listed_with_the_common_columns(tmp_path):
-    assert set(LOADERS) >= {"emodb", "savee", "emovo", "urdu", "iemocap", "aibo", "ravdess", "tess", "cremad", "manifest"}
+#: One file per real corpus' naming convention (the corpora beside the checkout have thousands).
+SMALL_TREES = {
+    "emodb": ["wav/03a01Fa.wav", "wav/08b02Tb.wav"],
+    "savee": ["DC_a01.wav", "JK_sa02.wav"],
+    "emovo": ["f1/dis-f1-b1.wav", "m2/neu-m2-l3.wav"],
+    "urdu": ["Angry/SM1_F10_A010.wav", "Happy/SF3_F2_H005.wav"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_TREES))
+def test_every_loader_gives_the_common_columns_in_order(tmp_path, name):
+    for rel in SMALL_TREES[name]:
+        touch_wav(tmp_path, rel)
+    table = load_corpus(name, tmp_path)
+    assert tuple(table.columns[: len(COLUMNS)]) == COLUMNS and len(table) == len(SMALL_TREES[name])
+    assert set(table["valence"]) <= {"negative", "positive"} and table["corpus"].eq(name).all()
+    assert set(table["path"]) == set(SMALL_TREES[name])
+    assert set(LOADERS) >= {"emodb", "savee", "emovo", "urdu", "iemocap", "aibo", "ravdess", "tess", "cremad",
+                            "manifest"}
+
+
+def test_urdu_reads_speaker_gender_and_emotion_and_checks_the_folder(tmp_path):
+    for rel in SMALL_TREES["urdu"] + ["Sad/SM1_F11_S012.wav"]:
+        touch_wav(tmp_path, rel)
+    table = load_corpus("urdu", tmp_path).set_index("utterance_id")
+    assert table.loc["SM1_F10_A010", ["speaker", "gender", "emotion", "valence", "language"]].tolist() == [
+        "SM1", "male", "anger", "negative", "urdu"]
+    assert table.loc["SF3_F2_H005", ["speaker", "gender", "emotion", "valence"]].tolist() == [
+        "SF3", "female", "happiness", "positive"]
+    touch_wav(tmp_path, "Happy/SM2_F1_A001.wav")  # the name says anger, the folder happiness
+    with pytest.raises(CorpusError, match="SM2_F1_A001.wav.*folder says happiness"):
+        load_corpus("urdu", tmp_path)
 
 
 def iemocap_tree(root: Path) -> None:

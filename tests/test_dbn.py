@@ -114,8 +114,8 @@ def test_finetuning_returns_the_net_of_the_best_validation_uar(tmp_path):
     logged = pd.read_csv(next(tmp_path.rglob("metrics.csv")))["finetune/val_uar"].dropna()
     with torch.no_grad():
         uar = unweighted_average_recall(labels[160:], best(t(x[160:])).argmax(1), 2)
-    assert uar == pytest.approx(logged.max())
-    assert logged.iloc[-1] <= logged.max()
+    assert len(logged) > 1  # several epochs to choose from
+    assert uar == pytest.approx(logged.max())  # the returned net is the best epoch's, not the last one's
 
 
 def test_validation_split_is_speaker_disjoint():

@@ -57,7 +57,10 @@ def settings(store, **kw) -> ExperimentSettings:
 def test_runs_are_nested_and_filterable_in_mlflow(store):
     results = Runner("single_source", feature_table(), TINY, settings(store), progress=False).run()
     assert len(results) == 3 * 2 * 2  # 6 source-target pairs x 2 models
-    assert results["uar"].between(0, 1).all() and (results["majority_rate"] >= 0.5).all()
+    assert results["uar"].between(0, 1).all()
+    table = feature_table()  # a single-source test set is the whole target corpus: its commonest class' share
+    shares = table.groupby("corpus")["valence"].agg(lambda v: v.value_counts(normalize=True).max())
+    np.testing.assert_allclose(results["majority_rate"], shares[results["target"]].to_numpy())
     mlflow.set_tracking_uri(store)
     runs = mlflow.search_runs(experiment_names=["crossemo-single_source"],
                               filter_string="tags.model = 'dbn_tiny' and tags.source = 'a' and tags.target = 'b'")
