@@ -7,6 +7,7 @@ import pytest
 from crossemo.config import corpus_config, feature_settings, load_params
 from crossemo.corpora import LOADERS, PAPER_VALENCE, ValenceMap
 from crossemo.dbn import PretrainSettings
+from crossemo.errors import ConfigError
 from crossemo.models import DBNValence, model_from_params
 
 from .conftest import REPO
@@ -41,9 +42,9 @@ def test_iemocap_keeps_its_own_valence_row_unless_overridden(params):
 
 
 def test_unknown_names_are_explained(params):
-    with pytest.raises(KeyError, match="not in params.yaml's corpora"):
+    with pytest.raises(ConfigError, match="not in params.yaml's corpora"):
         corpus_config(params, "nope")
-    with pytest.raises(KeyError, match="model configuration 'nope'"):
+    with pytest.raises(ConfigError, match="model configuration 'nope'"):
         model_from_params(params, "nope")
     with pytest.raises(ValueError, match="corpora.x.loader"):
         corpus_config({"corpora": {"x": {"loader": "bogus", "root": "r"}}}, "x")

@@ -10,6 +10,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from crossemo.dbn import (FeedForward, FinetuneSettings, LayerPretrainer, PretrainSettings, RBMStack, batches,
                           finetune, pretrain_stack, trainer, unweighted_average_recall)
+from crossemo.errors import UserError
 from crossemo.models import CLASSES, DBNValence, make_model, validation_split
 from crossemo.rbm import RBM
 
@@ -149,7 +150,7 @@ def test_same_seed_same_predictions_and_unknown_labels_rejected():
     a = DBNValence(**params).fit(x, y, groups=speakers).predict_proba(x)
     b = DBNValence(**params).fit(x, y, groups=speakers).predict_proba(x)
     np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="unknown valence labels.*excluded"):
+    with pytest.raises(UserError, match="unknown valence labels.*excluded"):
         DBNValence(**params).fit(x, np.where(y == "positive", "excluded", y))
     with pytest.raises(ValueError, match="unknown model"):
         make_model("rbf_net")

@@ -212,6 +212,8 @@ def test_parent_runs_carry_summary_metrics_and_the_dvc_experiment(store, monkeyp
     assert len(runs) == len(results) + 1 and len(parent) == 1
     parent = parent.iloc[0]
     assert parent["tags.dvc_baseline_rev"] == "abc123"
+    kind = mlflow.get_experiment_by_name("crossemo-leave_one_out").tags["mlflow.experimentKind"]
+    assert kind == "custom_model_development"  # the UI opens on the runs table, not the GenAI overview
     for model in ("svm", "dbn_tiny"):
         runs_of = results[results["model"] == model]
         assert parent[f"metrics.uar/{model}"] == pytest.approx(runs_of["uar"].mean())

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from crossemo.errors import UserError
 from crossemo.splits import (Normalization, cross_corpus, normalize, target_fraction, within_random,
                              within_speaker_folds)
 
@@ -39,7 +40,7 @@ def test_speaker_folds_never_share_a_speaker_and_cover_every_row():
     assert sorted(covered) == sorted(np.flatnonzero(table["corpus"] == "b"))
     for fold in folds:
         assert set(table["speaker"].iloc[fold.train]).isdisjoint(table["speaker"].iloc[fold.test])
-    with pytest.raises(ValueError, match="one speaker"):
+    with pytest.raises(UserError, match="one speaker"):
         within_speaker_folds(table, "c", seed=0)
 
 

@@ -10,8 +10,10 @@ from typing import BinaryIO
 import numpy as np
 import soundfile as sf
 
+from .errors import UserError
 
-class BadAudio(ValueError):
+
+class BadAudio(UserError, ValueError):
     """An audio file that cannot be used, with the reason a person can act on."""
 
     def __init__(self, path: Path | str, reason: str):

@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    run_guarded(args.func, args)
+    run_guarded(args.func, args, verbose=args.verbose)
 
 
 if __name__ == "__main__":

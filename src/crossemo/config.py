@@ -15,6 +15,7 @@ import yaml
 from .corpora import LOADERS, PAPER_VALENCE, ValenceMap
 from .features import FeatureSettings
 from .splits import Normalization
+from .errors import ConfigError
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -38,13 +39,13 @@ class CorpusConfig:
 
     def __post_init__(self):
         if self.loader not in LOADERS:
-            raise ValueError(f"corpora.{self.name}.loader is {self.loader!r}; use one of {', '.join(LOADERS)}")
+            raise ConfigError(f"corpora.{self.name}.loader is {self.loader!r}; use one of {', '.join(LOADERS)}")
 
 
 def corpus_config(params: dict, name: str) -> CorpusConfig:
     corpora = params.get("corpora") or {}
     if name not in corpora:
-        raise KeyError(f"corpus {name!r} is not in params.yaml's corpora: {', '.join(corpora) or 'none'}")
+        raise ConfigError(f"corpus {name!r} is not in params.yaml's corpora: {', '.join(corpora) or 'none'}")
     spec = corpora[name]
     loader = spec.get("loader", name)
     # Precedence: the corpus' own entry, then the loader's paper mapping, then the global Table 1.
@@ -57,8 +58,20 @@ def corpus_config(params: dict, name: str) -> CorpusConfig:
     return CorpusConfig(name, loader, Path(spec["root"]), valence, dict(spec.get("options") or {}))
 
 
+def _settings(cls, section: str, values: dict):
+    """A settings dataclass from a params.yaml section; an unknown key or value names the section."""
+    try:
+        return cls(**values)
+    except TypeError as error:  # an unknown key: a typo in params.yaml
+        raise ConfigError(f"{section}: {error}".replace(f"{cls.__name__}.__init__() ", "")) from None
+    except ValueError as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"{section}: {error}") from None  # e.g. an enum value: 'x' is not a valid Normalization
+
+
 def feature_settings(params: dict) -> FeatureSettings:
-    return FeatureSettings(**(params.get("features") or {}))
+    return _settings(FeatureSettings, "features", params.get("features") or {})
 
 
 class UnlabeledPool(StrEnum):
@@ -92,11 +105,11 @@ class ExperimentSettings:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         unknown = set(self.within_protocols) - {"random", "speaker", "sessions"}
         if unknown:
-            raise ValueError(f"experiments.within_protocols: unknown {sorted(unknown)}; use random, speaker, sessions")
+            raise ConfigError(f"experiments.within_protocols: unknown {sorted(unknown)}; use random, speaker, sessions")
         if self.workers < 1:
-            raise ValueError(f"experiments.workers must be at least 1, not {self.workers}")
+            raise ConfigError(f"experiments.workers must be at least 1, not {self.workers}")
         if not self.models or not self.seeds:
-            raise ValueError("experiments.models and experiments.seeds must not be empty")
+            raise ConfigError("experiments.models and experiments.seeds must not be empty")
 
 
 def experiment_settings(params: dict, scenario: str):
@@ -105,4 +118,4 @@ def experiment_settings(params: dict, scenario: str):
     own = {k: v for k, v in (section.pop(scenario, None) or {}).items()}
     for name in ("within", "single_source", "target_fraction", "multi_source", "leave_one_out"):
         section.pop(name, None)
-    return ExperimentSettings(**section, **own)
+    return _settings(ExperimentSettings, f"experiments ({scenario})", {**section, **own})

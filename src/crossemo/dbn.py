@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
+from .errors import ConfigError
 from .rbm import RBM, VisibleUnits
 
 log = logging.getLogger(__name__)
@@ -41,16 +42,16 @@ class PretrainSettings:
 
     def __post_init__(self):
         if self.cd_steps < 1:
-            raise ValueError(f"cd_steps must be at least 1, not {self.cd_steps}")
+            raise ConfigError(f"cd_steps must be at least 1, not {self.cd_steps}")
         if self.sparsity_target is not None and not 0 < self.sparsity_target < 1:
-            raise ValueError(f"sparsity_target must lie in (0, 1), not {self.sparsity_target}")
+            raise ConfigError(f"sparsity_target must lie in (0, 1), not {self.sparsity_target}")
         if isinstance(self.epochs, list):
             object.__setattr__(self, "epochs", tuple(self.epochs))
 
     def epochs_for(self, layer: int, n_layers: int) -> int:
         if isinstance(self.epochs, tuple):
             if len(self.epochs) != n_layers:
-                raise ValueError(f"pretrain.epochs lists {len(self.epochs)} layers but the stack has {n_layers}")
+                raise ConfigError(f"pretrain.epochs lists {len(self.epochs)} layers but the stack has {n_layers}")
             return self.epochs[layer]
         return self.epochs
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .audio import BadAudio, check_header, read_utterance
 from .checked_files import discard, read_checked, write_checked
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class FeatureSettings:
     def __post_init__(self):
         object.__setattr__(self, "on_bad_audio", OnBadAudio(self.on_bad_audio))
         if self.workers < 1:
-            raise ValueError(f"features.workers must be at least 1, not {self.workers}")
+            raise ConfigError(f"features.workers must be at least 1, not {self.workers}")
 
     def fingerprint(self) -> str:
         """What the features depend on (not workers, cache place or the bad-file policy)."""

@@ -22,6 +22,7 @@ from sklearn.svm import SVC
 from .checked_files import discard, read_checked, write_checked
 from .labels import CLASSES
 from .dbn import FeedForward, FinetuneSettings, PretrainSettings, RBMStack, finetune, pretrain_stack
+from .errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def encode(labels) -> np.ndarray:
     labels = np.asarray(labels).astype(str)
     unknown = set(labels) - set(CLASSES)
     if unknown:
-        raise ValueError(f"unknown valence labels {sorted(unknown)}; expected {list(CLASSES)} (drop 'excluded' rows first)")
+        raise UserError(f"unknown valence labels {sorted(unknown)}; expected {list(CLASSES)} (drop 'excluded' rows first)")
     return (labels == "positive").astype(np.int64)
 
 
@@ -144,7 +145,7 @@ class DBNValence(ValenceModel):
     def _pretraining_rows(self, x_train: np.ndarray, unlabeled: np.ndarray | None) -> np.ndarray:
         if self.pretrain_data is PretrainData.TRAIN or unlabeled is None:
             if self.pretrain_data is PretrainData.UNLABELED:
-                raise ValueError("pretrain_data is 'unlabeled' but fit was given no unlabeled rows")
+                raise ConfigError("pretrain_data is 'unlabeled' but fit was given no unlabeled rows")
             return x_train
         if self.pretrain_data is PretrainData.UNLABELED:
             return unlabeled
@@ -243,7 +244,7 @@ def model_registry() -> dict[str, type[ValenceModel]]:
 def make_model(name: str, **params) -> ValenceModel:
     registry = model_registry()
     if name not in registry:
-        raise ValueError(f"unknown model {name!r}; use one of {', '.join(registry)}")
+        raise ConfigError(f"unknown model {name!r}; use one of {', '.join(registry)}")
     return registry[name](**params)
 
 
@@ -251,7 +252,7 @@ def model_from_params(params: dict, name: str, seed: int = 0, **runtime):
     """A fresh, unfitted model from params.yaml's `models.<name>` (runtime: progress, logger)."""
     configs = params.get("models") or {}
     if name not in configs:
-        raise KeyError(f"model configuration {name!r} is not in params.yaml's models: {', '.join(configs) or 'none'}")
+        raise ConfigError(f"model configuration {name!r} is not in params.yaml's models: {', '.join(configs) or 'none'}")
     spec = dict(configs[name])
     kind = spec.pop("model", name)
     return make_model(kind, seed=seed, **spec, **runtime)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import ConfigError, UserError
 from .features import FeatureSettings, extract, feature_names
 
 #: What a folder is searched for (soundfile reads these).
@@ -21,7 +22,7 @@ ANSWER_COLUMNS = ["file", "valence", "p_negative", "p_positive", "model_version"
 MAX_SECONDS = 60.0  # as the served model: a longer file is a recording to split, not an utterance
 
 
-class NoInput(ValueError):
+class NoInput(UserError, ValueError):
     """An input that names nothing: a missing file, an empty folder, a pattern matching nothing."""
 
 
@@ -68,7 +69,7 @@ def output_format(path: str | Path) -> str:
     """'csv' or 'json', from the file's extension."""
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in ("csv", "json"):
-        raise ValueError(f"--output {path}: give a .csv or .json file")
+        raise ConfigError(f"--output {path}: give a .csv or .json file")
     return suffix
 
 

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedShuffleSplit
 
+from .errors import ConfigError, UserError
+
 
 class Normalization(StrEnum):
     TRAIN = "train"  # standardise every row with the training rows' mean and deviation
@@ -46,7 +48,7 @@ def _rows(table: pd.DataFrame, corpus: str | list[str]) -> np.ndarray:
     corpora = [corpus] if isinstance(corpus, str) else corpus
     missing = set(corpora) - set(table["corpus"])
     if missing:
-        raise KeyError(f"corpora {sorted(missing)} not in the feature table ({sorted(set(table['corpus']))})")
+        raise ConfigError(f"corpora {sorted(missing)} not in the feature table ({sorted(set(table['corpus']))})")
     return np.flatnonzero(table["corpus"].isin(corpora).to_numpy())
 
 
@@ -69,7 +71,7 @@ def within_speaker_folds(table: pd.DataFrame, corpus: str, seed: int, folds: int
     speakers = table["speaker"].astype(str).to_numpy()[rows]
     k = min(folds, len(set(speakers)))
     if k < 2:
-        raise ValueError(f"{corpus} has one speaker: speaker-independent folds are impossible")
+        raise UserError(f"{corpus} has one speaker: speaker-independent folds are impossible")
     # GroupKFold is deterministic; shuffle speaker order by seed so seeds differ.
     order = np.random.default_rng(seed).permutation(sorted(set(speakers)))
     rank = {s: i for i, s in enumerate(order)}
@@ -87,7 +89,7 @@ def within_sessions(table: pd.DataFrame, corpus: str, sessions: tuple[int, int] 
     session = table["session"].to_numpy()[rows]
     a, b = (rows[session == s] for s in sessions)
     if not len(a) or not len(b):
-        raise ValueError(f"{corpus} lacks session {sessions[0] if not len(a) else sessions[1]} for the two-session protocol")
+        raise UserError(f"{corpus} lacks session {sessions[0] if not len(a) else sessions[1]} for the two-session protocol")
     return [Split(a, b, corpus, corpus, fold=0, notes=f"session {sessions[0]} -> {sessions[1]}"),
             Split(b, a, corpus, corpus, fold=1, notes=f"session {sessions[1]} -> {sessions[0]}")]
 
@@ -108,7 +110,7 @@ def target_fraction(table: pd.DataFrame, sources: list[str], target: str, fracti
     says so (speaker_disjoint=False, with a note).
     """
     if not 0 < fraction < 1:
-        raise ValueError(f"fraction must lie in (0, 1), not {fraction}")
+        raise ConfigError(f"fraction must lie in (0, 1), not {fraction}")
     rows = _rows(table, target)
     rng = np.random.default_rng(seed)
     speakers = table["speaker"].astype(str).to_numpy()[rows]

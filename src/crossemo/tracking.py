@@ -39,14 +39,22 @@ def configure(tracking_uri: str | None = None) -> str:
     return tracking_uri
 
 
+#: MLflow 3's UI opens an experiment by its kind: without this tag it guesses, and may land a
+#: model-training experiment on the GenAI overview (traces, tokens, "no data") instead of the runs table.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment(name: str, artifacts: Path = ARTIFACTS) -> str:
-    """The experiment's id, creating it with its artifacts under mlruns/artifacts/<name>."""
+    """The experiment's id, creating it with its artifacts under mlruns/artifacts/<name>, marked as a
+    model-training experiment."""
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
+        if found.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
+            mlflow.MlflowClient().set_experiment_tag(found.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return found.experiment_id
     location = (artifacts / name).resolve()
     location.mkdir(parents=True, exist_ok=True)
-    return mlflow.create_experiment(name, artifact_location=location.as_uri())
+    return mlflow.create_experiment(name, artifact_location=location.as_uri(), tags=EXPERIMENT_KIND)
 
 
 #: What `dvc exp run` tells its stages about the experiment (DVC sets these in the environment), as

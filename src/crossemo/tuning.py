@@ -21,6 +21,7 @@ from . import tracking
 from .metrics import evaluate
 from .splits import speaker_keys
 from .models import DBNValence
+from .errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class TuneSettings:
         if isinstance(self.space, dict):
             object.__setattr__(self, "space", SearchSpace(**self.space))
         if not self.corpora:
-            raise ValueError("tuning.corpora must name at least one training corpus")
+            raise ConfigError("tuning.corpora must name at least one training corpus")
 
 
 def speaker_holdout(table: pd.DataFrame, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +97,7 @@ def open_study(settings: TuneSettings, resume: bool) -> optuna.Study:
     store = storage(settings.storage)
     exists = settings.study_name in [s.study_name for s in optuna.get_all_study_summaries(store)]
     if exists and not resume:
-        raise ValueError(f"study {settings.study_name!r} already exists in {settings.storage}: "
+        raise UserError(f"study {settings.study_name!r} already exists in {settings.storage}: "
                          "pass --resume to continue it, or --study-name for a new one")
     return optuna.create_study(storage=store, study_name=settings.study_name, direction="maximize", load_if_exists=True,
                                sampler=optuna.samplers.TPESampler(seed=None if exists else settings.seed),

@@ -5,6 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
+from ..errors import UserError
+
 
 class Emotion(StrEnum):
     """Canonical emotion vocabulary shared by every loader."""
@@ -55,7 +57,7 @@ COLUMNS = (
 )
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """A corpus could not be read: says which corpus, which file, and what was expected."""
 
     def __init__(self, corpus: str, where: Path | str, problem: str, expected: str):

@@ -21,14 +21,20 @@ def _terminated(signum, frame):
     raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
-def run_guarded(command: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> None:
-    """Run a command as a user's process: SIGTERM unwinds, a user's error is one line (exit 1),
-    an interruption exits 130."""
+def run_guarded(command: Callable[[argparse.Namespace], None], args: argparse.Namespace,
+                verbose: bool = False) -> None:
+    """Run a command as a user's process: SIGTERM unwinds; a mistake the user can fix (UserError, a
+    missing file) is one line and exit 1 (with its traceback too under --verbose); anything else is
+    a bug and keeps its traceback; an interruption exits 130."""
+    from ..errors import UserError
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
     try:
         command(args)
-    except (KeyError, ValueError, FileNotFoundError) as error:  # CorpusError and BadAudio are ValueErrors
+    except (UserError, FileNotFoundError) as error:
+        if verbose:
+            raise
         sys.exit(f"error: {error}")
     except KeyboardInterrupt as stop:
         print(f"interrupted ({stop or 'Ctrl-C'})", file=sys.stderr)
