@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import lightning as L
@@ -21,8 +22,6 @@ from .errors import ConfigError
 from .rbm import RBM, VisibleUnits
 
 log = logging.getLogger(__name__)
-# Raised inside Lightning 2.6 on torch 2.13 at every fit; nothing for our users to act on.
-warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
 @dataclass(frozen=True)
@@ -155,9 +154,24 @@ class LayerPretrainer(L.LightningModule):
             self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
 
 
+@contextmanager
+def quiet_lightning(progress: bool):
+    """For one fit: hide a deprecation warning raised inside Lightning 2.6 on torch 2.13 at every fit
+    (nothing for our users to act on) and, when quiet, Lightning's device banner and tips; both are
+    restored afterwards, so the caller's own warning and logging settings stand."""
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+        if not progress:
+            lightning_log.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            lightning_log.setLevel(level)
+
+
 def trainer(max_epochs: int, logger=None, progress: bool = True, callbacks=None, **kwargs) -> L.Trainer:
-    if not progress:  # quiet means quiet: no device banner or tips for every layer and every model
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     return L.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=logger if logger is not None else False,
                      enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
                      callbacks=callbacks, num_sanity_val_steps=0, deterministic=True, log_every_n_steps=1, **kwargs)
@@ -174,7 +188,8 @@ def pretrain_stack(x: torch.Tensor, hidden: tuple[int, ...], settings: PretrainS
         if epochs > 0:
             log.info("pretraining layer %d (%d x %d) for %d epochs", i, rbm.n_visible, rbm.n_hidden, epochs)
             module = LayerPretrainer(rbm, settings, layer=i, held_out=monitor)
-            trainer(epochs, logger, progress).fit(module, batches(data, settings.batch_size, True, seed + i))
+            with quiet_lightning(progress):
+                trainer(epochs, logger, progress).fit(module, batches(data, settings.batch_size, True, seed + i))
         data = rbm.hidden_probs(data).detach()
         monitor = rbm.hidden_probs(monitor).detach() if monitor is not None else None
     return stack
@@ -218,7 +233,8 @@ class FinetuneSettings:
 
 
 class ValenceClassifier(L.LightningModule):
-    """Class-weighted cross-entropy; validation UAR (unweighted average recall) for early stopping."""
+    """Class-weighted cross-entropy; validation loss (for early stopping) and UAR (unweighted average
+    recall: the weights of its best epoch are kept)."""
 
     def __init__(self, net: FeedForward, settings: FinetuneSettings, class_weights: torch.Tensor):
         super().__init__()
@@ -266,7 +282,8 @@ def unweighted_average_recall(true: torch.Tensor, pred: torch.Tensor, n_classes:
 def finetune(net: FeedForward, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
              settings: FinetuneSettings, logger=None, progress: bool = True, seed: int = 0,
              callbacks: list | None = None) -> FeedForward:
-    """Supervised training with early stopping on validation UAR; returns the net at its best epoch."""
+    """Supervised training that stops on the validation loss and returns the net at its best
+    validation-UAR epoch."""
     L.seed_everything(seed, workers=False, verbose=False)
     counts = torch.bincount(y, minlength=net.head.out_features).clamp(min=1).float()
     module = ValenceClassifier(net, settings, counts.sum() / (len(counts) * counts))
@@ -277,8 +294,9 @@ def finetune(net: FeedForward, x: torch.Tensor, y: torch.Tensor, x_val: torch.Te
     # Stop on the validation loss, which keeps falling while UAR still sits at 0.5 on the plateau
     # where every sigmoid net starts; keep the weights of the best validation UAR.
     stop = L.pytorch.callbacks.EarlyStopping("finetune/val_loss", mode="min", patience=settings.patience)
-    trainer(settings.max_epochs, logger, progress, callbacks=[stop, *(callbacks or [])],
-            min_epochs=min(settings.min_epochs, settings.max_epochs)).fit(module, train, val)
+    with quiet_lightning(progress):
+        trainer(settings.max_epochs, logger, progress, callbacks=[stop, *(callbacks or [])],
+                min_epochs=min(settings.min_epochs, settings.max_epochs)).fit(module, train, val)
     if module.best_state_ is not None:
         net.load_state_dict(module.best_state_)
     return net.eval()

@@ -295,8 +295,6 @@ def _evaluate(context: RunContext, unit: Unit, job: Job, x: np.ndarray, model, r
 
 
 def _log_artifacts(context: RunContext, split: Split, predicted, proba, scores, model) -> None:
-    import matplotlib.pyplot as plt
-
     from .report import confusion_figure
 
     predictions = context.meta.iloc[split.test].assign(
@@ -305,7 +303,6 @@ def _log_artifacts(context: RunContext, split: Split, predicted, proba, scores, 
         predictions.to_csv(Path(tmp) / "predictions.csv", index=False)
         figure = confusion_figure(np.array(scores["confusion"]), f"{split.source} -> {split.target}")
         figure.savefig(Path(tmp) / "confusion_matrix.png", dpi=80)
-        plt.close(figure)
         if context.settings.log_models:
             joblib.dump(model, Path(tmp) / "model.joblib")
         mlflow.log_artifacts(tmp)

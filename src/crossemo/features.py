@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -50,13 +51,14 @@ class FeatureSettings:
         return json.dumps(keys, sort_keys=True)
 
 
-FEATURE_NAMES: list[str] = []  # filled on first use: openSMILE's own 88 column names
+@functools.cache
+def _feature_names() -> tuple[str, ...]:
+    return tuple(_smile(16000).feature_names)
 
 
 def feature_names() -> list[str]:
-    if not FEATURE_NAMES:
-        FEATURE_NAMES.extend(_smile(16000).feature_names)
-    return FEATURE_NAMES
+    """openSMILE's own 88 column names, in its order (a fresh list: callers may not change the original)."""
+    return list(_feature_names())
 
 
 def _smile(sampling_rate: int) -> opensmile.Smile:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display on servers and in CI
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure  # pyplot-free figures: no global backend or state to set
 import numpy as np
 import pandas as pd
 
@@ -23,7 +20,8 @@ KEYS = ["scenario", "protocol", "model", "source", "target", "fraction"]
 
 
 def confusion_figure(matrix: np.ndarray, title: str):
-    figure, axis = plt.subplots(figsize=(3.2, 3))
+    figure = Figure(figsize=(3.2, 3))
+    axis = figure.subplots()
     # Fixed margins, not tight_layout: every run draws one, and layout was half of its cost.
     figure.subplots_adjust(left=0.25, bottom=0.2, right=0.95, top=0.9)
     axis.imshow(matrix, cmap="Blues", vmin=0)
@@ -105,7 +103,8 @@ def _bars(axis, frame: pd.DataFrame, category: str, metric: str, models: list[st
 def figure_within(summary: pd.DataFrame, out: Path) -> Path:
     frame = summary[(summary["scenario"] == "within") & (summary["protocol"] == "random")]
     models = sorted(frame["model"].unique())
-    figure, axis = plt.subplots(figsize=(8, 4))
+    figure = Figure(figsize=(8, 4))
+    axis = figure.subplots()
     extra = [("paper DBN", {c: v[0] for c, v in PAPER_WITHIN.items()}),
              ("paper sparse AE+SVM", {c: v[1] for c, v in PAPER_WITHIN.items()})]
     _bars(axis, frame, "target", "accuracy", models, extra)
@@ -123,7 +122,8 @@ def figure_pairs(summary: pd.DataFrame, scenario: str, title: str, path: Path) -
     if frame.empty:
         return None
     frame["pair"] = frame["source"] + "→" + frame["target"]
-    figure, axis = plt.subplots(figsize=(max(8, 0.5 * frame["pair"].nunique()), 4))
+    figure = Figure(figsize=(max(8, 0.5 * frame["pair"].nunique()), 4))
+    axis = figure.subplots()
     _bars(axis, frame, "pair", "uar", sorted(frame["model"].unique()))
     axis.set_title(title)
     axis.legend(fontsize=7, ncol=4)
@@ -135,7 +135,8 @@ def figure_target_fraction(summary: pd.DataFrame, out: Path) -> Path | None:
     if frame.empty:
         return None
     targets = list(dict.fromkeys(frame["target"]))
-    figure, axes = plt.subplots(1, len(targets), figsize=(3.2 * len(targets), 3.2), sharey=True, squeeze=False)
+    figure = Figure(figsize=(3.2 * len(targets), 3.2))
+    axes = figure.subplots(1, len(targets), sharey=True, squeeze=False)
     within = summary[(summary["scenario"] == "within") & (summary["protocol"] == "speaker")]
     for axis, target in zip(axes[0], targets):
         for model, data in frame[frame["target"] == target].groupby("model"):
@@ -161,7 +162,8 @@ def figure_heatmap(summary: pd.DataFrame, out: Path, model: str) -> Path | None:
         return None
     cells = pd.concat([cross, within.assign(source=within["target"])])
     matrix = cells.pivot_table(index="source", columns="target", values="uar")
-    figure, axis = plt.subplots(figsize=(1.2 * len(matrix.columns) + 2, 1.0 * len(matrix) + 1.5))
+    figure = Figure(figsize=(1.2 * len(matrix.columns) + 2, 1.0 * len(matrix) + 1.5))
+    axis = figure.subplots()
     image = axis.imshow(100 * matrix.to_numpy(), cmap="viridis", vmin=40, vmax=100)
     for (i, j), value in np.ndenumerate(100 * matrix.to_numpy()):
         axis.text(j, i, f"{value:.0f}", ha="center", va="center", color="white")
@@ -178,7 +180,6 @@ def _save(figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path
 
 
