@@ -52,3 +52,16 @@ def test_unknown_names_are_explained(params):
     demo = PretrainSettings(**params["models"]["dbn_demo"]["pretrain"])
     assert (demo.learning_rate, demo.epochs) == (params["models"]["dbn_demo"]["pretrain"]["learning_rate"],
                                                  params["models"]["dbn_demo"]["pretrain"]["epochs"])
+
+
+def test_models_clone_as_scikit_learn_estimators_and_take_only_the_runtime_they_declare(params):
+    from sklearn.base import clone
+
+    dbn = model_from_params(params, "dbn_demo", seed=3, logger="a logger", cache_dir=".cache/x", unknown="ignored")
+    assert (dbn.logger, dbn.cache_dir, dbn.seed) == ("a logger", ".cache/x", 3)
+    copy = clone(dbn)
+    assert copy is not dbn and copy.get_params() == dbn.get_params() and not hasattr(copy, "net_")
+    svm = model_from_params(params, "svm", logger="a logger", cache_dir=".cache/x")
+    assert set(svm.get_params()) == {"C", "kernel", "seed"}
+    mlp = model_from_params(params, "mlp_demo", logger="a logger", cache_dir=".cache/x")
+    assert mlp.logger == "a logger" and mlp.cache_dir is None  # no stack, so no stack cache

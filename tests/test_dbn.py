@@ -11,7 +11,9 @@ from lightning.pytorch.loggers import CSVLogger
 from crossemo.dbn import (FeedForward, FinetuneSettings, LayerPretrainer, PretrainSettings, RBMStack, batches,
                           finetune, pretrain_stack, trainer, unweighted_average_recall)
 from crossemo.errors import UserError
-from crossemo.models import CLASSES, DBNValence, make_model, validation_split
+from crossemo.labels import CLASSES
+from crossemo.models import DBNValence, make_model
+from crossemo.splits import validation_split
 from crossemo.rbm import RBM
 
 from .test_rbm import log_likelihood

@@ -12,7 +12,7 @@ import pytest
 from crossemo.cli import main
 from crossemo.demo import write_wav
 from crossemo.features import FeatureSettings, feature_names
-from crossemo.models import SVMValence
+from crossemo.baselines import SVMValence
 from crossemo.registry import register, train_pipeline
 
 from .conftest import tone

@@ -20,7 +20,7 @@ import requests
 
 from crossemo.demo import write_wav
 from crossemo.features import FeatureSettings, feature_names
-from crossemo.models import SVMValence
+from crossemo.baselines import SVMValence
 from crossemo.registry import CHAMPION, MODEL_NAME, register, train_pipeline
 
 from .conftest import SHARED_CORPORA, tone

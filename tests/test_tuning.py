@@ -10,6 +10,7 @@ import optuna
 import pytest
 import yaml
 
+from crossemo.errors import UserError
 from crossemo.experiments import feature_columns
 from crossemo.tuning import SearchSpace, TuneSettings, open_study, prepare, tune
 
@@ -63,7 +64,7 @@ def test_an_existing_study_needs_resume_and_keeps_its_finished_trials(tmp_path, 
     table, x = data()
     s = settings(tmp_path)
     tune(table, x, s, n_trials=2)
-    with pytest.raises(ValueError, match="--resume"):
+    with pytest.raises(UserError, match="--resume"):
         open_study(s, resume=False)
     before = {t.number: t.value for t in optuna.load_study(study_name=s.study_name, storage=s.storage).trials}
     study = tune(table, x, s, resume=True, n_trials=3)

@@ -1,4 +1,5 @@
-"""The paper's comparison: a sparse autoencoder learned for feature transfer, then an SVM (after Deng et al. 2014).
+"""The baselines: eGeMAPS + SVM (the field's standard), and the paper's comparison, a sparse autoencoder
+learned for feature transfer, then an SVM (after Deng et al. 2014).
 
 The autoencoder learns one sigmoid code from the training features together with any unlabeled
 rows (the target corpus' features, without labels), so that both domains share one representation.
@@ -12,8 +13,31 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .dbn import batches, trainer
-from .models import ValenceModel, calibrated_svm
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.svm import SVC
+
+from .dbn import batches, quiet_lightning, trainer
+from .estimator import ValenceModel
+
+
+def calibrated_svm(C: float = 1.0, kernel: str = "rbf", seed: int = 0) -> CalibratedClassifierCV:
+    """A class-balanced SVM with probabilities from cross-validated calibration (sklearn's successor
+    of SVC(probability=True))."""
+    svm = SVC(C=C, kernel=kernel, class_weight="balanced", random_state=seed)
+    return CalibratedClassifierCV(svm, cv=3, ensemble=False)
+
+
+class SVMValence(ValenceModel):
+    """eGeMAPS + SVM: the field's standard baseline since Schuller et al."""
+
+    def __init__(self, C: float = 1.0, kernel: str = "rbf", seed: int = 0):
+        self.C, self.kernel, self.seed = C, kernel, seed
+
+    def _fit(self, x, y, groups, unlabeled):
+        self.svm_ = calibrated_svm(C=self.C, kernel=self.kernel, seed=self.seed).fit(x, y)
+
+    def _proba(self, x):
+        return self.svm_.predict_proba(x)
 
 
 class SparseAutoencoder(nn.Module):
@@ -53,6 +77,8 @@ class SparseAutoencoderModule(L.LightningModule):
 
 
 class SparseAutoencoderSVM(ValenceModel):
+    RUNTIME = frozenset({"logger", "progress"})
+
     def __init__(self, hidden: int = 256, sparsity_target: float = 0.05, sparsity_weight: float = 0.1,
                  learning_rate: float = 1e-3, weight_decay: float = 1e-4, epochs: int = 100, batch_size: int = 128,
                  C: float = 1.0, seed: int = 0, progress: bool = False, logger=None):
@@ -66,8 +92,9 @@ class SparseAutoencoderSVM(ValenceModel):
         self.autoencoder_ = SparseAutoencoder(x.shape[1], self.hidden)
         module = SparseAutoencoderModule(self.autoencoder_, self.learning_rate, self.sparsity_target,
                                          self.sparsity_weight, self.weight_decay)
-        trainer(self.epochs, self.logger, self.progress).fit(
-            module, batches(torch.from_numpy(x_all), self.batch_size, True, self.seed))
+        with quiet_lightning(self.progress):
+            trainer(self.epochs, self.logger, self.progress).fit(
+                module, batches(torch.from_numpy(x_all), self.batch_size, True, self.seed))
         self.svm_ = calibrated_svm(C=self.C, seed=self.seed).fit(self._code(x), y)
 
     @torch.no_grad()

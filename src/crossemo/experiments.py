@@ -269,12 +269,9 @@ def _pool(context: RunContext, x: np.ndarray, split: Split) -> np.ndarray | None
 def _fit(context: RunContext, unit: Unit, split: Split, x: np.ndarray, run_id: str):
     config = (context.params.get("models") or {}).get(unit.model_name, {})
     mlflow.log_params(tracking.flatten(config))
-    runtime = {}
-    kind = config.get("model", unit.model_name)
-    if kind in ("dbn", "mlp", "sae_svm"):
-        runtime["logger"] = tracking.BatchedMLFlowLogger(context.settings.tracking_uri, run_id)
-    if kind == "dbn":
-        runtime["cache_dir"] = context.settings.cache_dir
+    # offered to every model; each takes what its class declares (models.MODELS[kind].RUNTIME)
+    runtime = {"logger": tracking.BatchedMLFlowLogger(context.settings.tracking_uri, run_id),
+               "cache_dir": context.settings.cache_dir}
     model = model_from_params(context.params, unit.model_name, seed=unit.seed, **runtime)
     return model.fit(x[split.train], context.labels[split.train], groups=context.speakers[split.train],
                      unlabeled=_pool(context, x, split))

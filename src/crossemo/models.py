@@ -7,110 +7,23 @@ learned state ends in `_`. The experiments swap them by name (`MODELS`) from par
 from __future__ import annotations
 
 import hashlib
-import logging
 import io
+import logging
 from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import torch
 from filelock import FileLock
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
-from sklearn.svm import SVC
 
+from .baselines import SparseAutoencoderSVM, SVMValence
 from .checked_files import discard, read_checked, write_checked
-from .labels import CLASSES
 from .dbn import FeedForward, FinetuneSettings, PretrainSettings, RBMStack, finetune, pretrain_stack
-from .errors import ConfigError, UserError
+from .errors import ConfigError
+from .estimator import ValenceModel
+from .splits import validation_split
 
 log = logging.getLogger(__name__)
-
-
-
-def encode(labels) -> np.ndarray:
-    labels = np.asarray(labels).astype(str)
-    unknown = set(labels) - set(CLASSES)
-    if unknown:
-        raise UserError(f"unknown valence labels {sorted(unknown)}; expected {list(CLASSES)} (drop 'excluded' rows first)")
-    return (labels == "positive").astype(np.int64)
-
-
-def validation_split(y: np.ndarray, groups, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) indices; speaker-disjoint whenever there are at least two speakers."""
-    index = np.arange(len(y))
-    if groups is not None and len(np.unique(groups)) >= 2:
-        split = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-        return next(split.split(index, y, groups))
-    log.warning("no speaker groups: the validation split is random, not speaker-disjoint")
-    return next(StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(index, y))
-
-
-class ValenceModel:
-    """The shared interface. Subclasses implement `_fit(x, y, groups, unlabeled)` and `_proba(x)`.
-
-    Inputs are expected standardised: normalisation is a named choice of the experiment
-    (`crossemo.splits.Normalization`), not something each model does its own way.
-    """
-
-    classes_ = CLASSES
-
-    @property
-    def needs_unlabeled_pool(self) -> bool:
-        """Whether fit must be given unlabeled rows (a DBN pretrained on a pool alone)."""
-        return False
-
-    def fit(self, X, y, groups=None, unlabeled=None) -> ValenceModel:
-        """X: features (rows: utterances); y: 'negative'/'positive'; groups: speakers (for validation);
-        unlabeled: extra feature rows (any corpus, target included) for unsupervised learning."""
-        x = _floats(X)
-        extra = None if unlabeled is None or len(unlabeled) == 0 else _floats(unlabeled)
-        self._fit(x, encode(y), None if groups is None else np.asarray(groups), extra)
-        return self
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Columns in the order of `classes_`: p(negative), p(positive)."""
-        return self._proba(_floats(X))
-
-    def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(1)]
-
-    def get_params(self) -> dict:
-        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
-
-    _not_pickled: tuple[str, ...] = ()
-
-    def __getstate__(self):
-        # A live logger holds a tracking client and cannot be pickled; a saved model needs neither.
-        state = {k: v for k, v in self.__dict__.items() if k not in self._not_pickled}
-        for live in ("logger", "callbacks"):
-            if live in state:
-                state[live] = None
-        return state
-
-
-def _floats(X) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(X, dtype=np.float32))
-
-
-def calibrated_svm(C: float = 1.0, kernel: str = "rbf", seed: int = 0) -> CalibratedClassifierCV:
-    """A class-balanced SVM with probabilities from cross-validated calibration (sklearn's successor
-    of SVC(probability=True))."""
-    svm = SVC(C=C, kernel=kernel, class_weight="balanced", random_state=seed)
-    return CalibratedClassifierCV(svm, cv=3, ensemble=False)
-
-
-class SVMValence(ValenceModel):
-    """eGeMAPS + SVM: the field's standard baseline since Schuller et al."""
-
-    def __init__(self, C: float = 1.0, kernel: str = "rbf", seed: int = 0):
-        self.C, self.kernel, self.seed = C, kernel, seed
-
-    def _fit(self, x, y, groups, unlabeled):
-        self.svm_ = calibrated_svm(C=self.C, kernel=self.kernel, seed=self.seed).fit(x, y)
-
-    def _proba(self, x):
-        return self.svm_.predict_proba(x)
 
 
 class PretrainData(StrEnum):
@@ -123,6 +36,8 @@ class PretrainData(StrEnum):
 
 class DBNValence(ValenceModel):
     """RBM stack pretrained greedily with contrastive divergence, then fine-tuned with labels."""
+
+    RUNTIME = frozenset({"logger", "cache_dir", "progress", "callbacks"})
 
     def __init__(self, hidden=(1000, 1000, 2000), pretrain: PretrainSettings | dict | None = None,
                  finetune: FinetuneSettings | dict | None = None, pretrain_data: str = "train+unlabeled",
@@ -226,7 +141,10 @@ class StackCache:
 
 
 class FeedForwardValence(DBNValence):
-    """The same network without pretraining: does pretraining help?"""
+    """The same network and fine-tuning without pretraining: does pretraining help? It reuses the
+    DBN's fine-tuning and skips its stack (random initialisation instead), so no stack cache."""
+
+    RUNTIME = frozenset({"logger", "progress", "callbacks"})
 
     def _pretrained_net(self, x_pre, x_monitor):
         _, fine = self._settings()
@@ -234,25 +152,26 @@ class FeedForwardValence(DBNValence):
         return FeedForward(x_pre.shape[1], self.hidden, dropout=fine.dropout)
 
 
-def model_registry() -> dict[str, type[ValenceModel]]:
-    """Model names as params.yaml uses them."""
-    from .baselines import SparseAutoencoderSVM  # imports this module: resolve at call time
-
-    return {"dbn": DBNValence, "mlp": FeedForwardValence, "svm": SVMValence, "sae_svm": SparseAutoencoderSVM}
+#: Model names as params.yaml's `model:` uses them.
+MODELS: dict[str, type[ValenceModel]] = {
+    "dbn": DBNValence, "mlp": FeedForwardValence, "svm": SVMValence, "sae_svm": SparseAutoencoderSVM}
 
 
 def make_model(name: str, **params) -> ValenceModel:
-    registry = model_registry()
-    if name not in registry:
-        raise ConfigError(f"unknown model {name!r}; use one of {', '.join(registry)}")
-    return registry[name](**params)
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; use one of {', '.join(MODELS)}")
+    return MODELS[name](**params)
 
 
 def model_from_params(params: dict, name: str, seed: int = 0, **runtime):
-    """A fresh, unfitted model from params.yaml's `models.<name>` (runtime: progress, logger)."""
+    """A fresh, unfitted model from params.yaml's `models.<name>`. `runtime` offers what the caller has
+    (logger, cache_dir, progress, callbacks); each model takes only what its class declares in RUNTIME."""
     configs = params.get("models") or {}
     if name not in configs:
         raise ConfigError(f"model configuration {name!r} is not in params.yaml's models: {', '.join(configs) or 'none'}")
     spec = dict(configs[name])
     kind = spec.pop("model", name)
-    return make_model(kind, seed=seed, **spec, **runtime)
+    if kind not in MODELS:
+        raise ConfigError(f"models.{name}.model is {kind!r}; use one of {', '.join(MODELS)}")
+    offered = {key: value for key, value in runtime.items() if key in MODELS[kind].RUNTIME}
+    return make_model(kind, seed=seed, **spec, **offered)

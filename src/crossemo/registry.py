@@ -19,9 +19,8 @@ from mlflow import MlflowClient
 from . import tracking
 from .features import FeatureSettings
 from .metrics import evaluate
-from .splits import speaker_keys
+from .splits import speaker_keys, validation_split
 from .serving import ValencePipeline, signature
-from .tuning import speaker_holdout
 
 MODEL_NAME = "crossemo-valence"
 CHAMPION = "champion"
@@ -35,7 +34,8 @@ def train_pipeline(table: pd.DataFrame, model, features: FeatureSettings, valida
 
     table = table[table["valence"] != "excluded"].reset_index(drop=True)
     x = table[feature_columns(table)].to_numpy(np.float32)
-    train, val = speaker_holdout(table, validation_fraction, seed)
+    train, val = validation_split(table["valence"].to_numpy(), speaker_keys(table).to_numpy(),
+                                  validation_fraction, seed)
     mean, scale = x[train].mean(0), x[train].std(0)
     scale = np.where(scale > 0, scale, 1).astype(np.float32)
     groups = speaker_keys(table).to_numpy()

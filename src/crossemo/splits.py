@@ -7,14 +7,17 @@ never reach training: protocols only choose rows, and normalisation uses either 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupKFold, StratifiedShuffleSplit
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit, StratifiedShuffleSplit
 
 from .errors import ConfigError, UserError
+
+log = logging.getLogger(__name__)
 
 
 class Normalization(StrEnum):
@@ -148,3 +151,13 @@ def normalize(features: np.ndarray, table: pd.DataFrame, split: Split, method: N
         std = block.std(0)
         out[index.to_numpy()] = (block - block.mean(0)) / np.where(std > 0, std, 1)
     return out
+
+
+def validation_split(y: np.ndarray, groups, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices; speaker-disjoint whenever there are at least two speakers."""
+    index = np.arange(len(y))
+    if groups is not None and len(np.unique(groups)) >= 2:
+        split = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+        return next(split.split(index, y, groups))
+    log.warning("no speaker groups: the validation split is random, not speaker-disjoint")
+    return next(StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(index, y))

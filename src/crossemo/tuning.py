@@ -19,7 +19,7 @@ import yaml
 
 from . import tracking
 from .metrics import evaluate
-from .splits import speaker_keys
+from .splits import speaker_keys, validation_split
 from .models import DBNValence
 from .errors import ConfigError, UserError
 
@@ -77,14 +77,6 @@ class TuneSettings:
             raise ConfigError("tuning.corpora must name at least one training corpus")
 
 
-def speaker_holdout(table: pd.DataFrame, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) rows with no speaker in both: the score judges unseen speakers."""
-    from sklearn.model_selection import GroupShuffleSplit
-
-    groups = speaker_keys(table).to_numpy()
-    return next(GroupShuffleSplit(1, test_size=fraction, random_state=seed).split(table, groups=groups))
-
-
 def storage(url: str) -> optuna.storages.RDBStorage:
     """RDB storage with a heartbeat: a trial whose worker died is failed, not left running forever."""
     if url.startswith("sqlite:///"):
@@ -118,7 +110,8 @@ class Objective:
                  experiment_id: str):
         self.x, self.table, self.settings = x, table, settings
         self.parent_run_id, self.experiment_id = parent_run_id, experiment_id
-        self.train, self.val = speaker_holdout(table, settings.validation_fraction, settings.seed)
+        self.train, self.val = validation_split(table["valence"].to_numpy(), speaker_keys(table).to_numpy(),
+                                                settings.validation_fraction, settings.seed)
 
     def __call__(self, trial: optuna.Trial) -> float:
         from optuna_integration import PyTorchLightningPruningCallback

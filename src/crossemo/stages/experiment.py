@@ -28,7 +28,9 @@ def run(args) -> None:
     out = Path(args.out or f"results/{args.scenario}.parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    results.to_parquet(tmp, index=False)
+    # Without the MLflow run ids, which differ on every run: the same code, data and params give the
+    # same bytes, so a fresh clone's `dvc repro` leaves dvc.lock as committed (runs are found by their tags).
+    results.drop(columns="run_id").to_parquet(tmp, index=False)
     tmp.replace(out)  # a killed stage leaves the whole file or none
     if results.empty:
         print(f"{args.scenario}: no configuration fits these corpora; empty table -> {out}")
