@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install real
+.PHONY: demo test test-fast lint install real
 
 # DVC stages call `crossemo`: put the environment's commands first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -25,9 +25,17 @@ demo: $(STAMP)
 	$(BIN)/dvc repro
 	$(BIN)/dvc status
 
-# Run the whole test suite.
-test: $(STAMP)
+# Run the whole test suite (style first: ruff lint and format, as configured in pyproject.toml).
+test: lint
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+# The edit loop: everything but the tests marked slow (servers, worker processes, dvc repro).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # Run the same pipeline on real corpora placed beside the checkout (see README).
 CORPORA ?= ../shared/corpora

@@ -50,8 +50,9 @@ def timed(project: Path, *command: str) -> float:
 def repro_by_stage(project: Path) -> tuple[dict[str, float], float]:
     """Seconds per stage, from the moments `dvc repro` announces each one, and the whole."""
     stages, current, started = {}, None, time.perf_counter()
-    process = subprocess.Popen(["dvc", "repro"], cwd=project, env=environment(), text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        ["dvc", "repro"], cwd=project, env=environment(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     mark = started
     for line in process.stdout:
         found = re.match(r"Running stage '([^']+)'", line)

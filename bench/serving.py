@@ -56,10 +56,18 @@ def start_server(uri: str, cwd: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen(["crossemo", "serve", "--port", str(port)], cwd=cwd, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    process = subprocess.Popen(
+        ["crossemo", "serve", "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(180):
         try:
@@ -154,12 +162,16 @@ def main() -> None:
     print(f"in-process, one utterance:          {ms(local_one)}")
     print(f"served, batches of {len(batch)}: {len(batch) / np.median(served_batch):6.1f} utterances/s")
     print(f"in-process, batches of {len(batch)}: {len(batch) / np.median(local_batch):6.1f} utterances/s")
-    print(f"load: {args.clients} clients x {args.per_client} requests: {errors} errors, {ms(under_load)}, "
-          f"server memory {memory_before:.0f} -> {memory_after:.0f} MB ({memory_after - memory_before:+.0f} MB)")
-    print(f"served_over_inprocess_latency={np.median(served_one) / np.median(local_one):.2f} "
-          f"served_over_inprocess_throughput={np.median(local_batch) / np.median(served_batch):.2f} "
-          f"load_errors={errors} load_p95_ms={1000 * np.percentile(under_load, 95):.0f} "
-          f"memory_growth_mb={memory_after - memory_before:.0f}")
+    print(
+        f"load: {args.clients} clients x {args.per_client} requests: {errors} errors, {ms(under_load)}, "
+        f"server memory {memory_before:.0f} -> {memory_after:.0f} MB ({memory_after - memory_before:+.0f} MB)"
+    )
+    print(
+        f"served_over_inprocess_latency={np.median(served_one) / np.median(local_one):.2f} "
+        f"served_over_inprocess_throughput={np.median(local_batch) / np.median(served_batch):.2f} "
+        f"load_errors={errors} load_p95_ms={1000 * np.percentile(under_load, 95):.0f} "
+        f"memory_growth_mb={memory_after - memory_before:.0f}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 
 from crossemo.demo import write_wav
+from crossemo.features import feature_names
+from crossemo.rbm import RBM
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CORPORA = REPO.parent / "shared" / "corpora"
@@ -30,7 +35,9 @@ def shared_corpora() -> Path:
     return SHARED_CORPORA
 
 
-def tone(path: Path, seconds: float = 0.6, rate: int = 16000, channels: int = 1, f0: float = 180.0, seed: int = 0) -> Path:
+def tone(
+    path: Path, seconds: float = 0.6, rate: int = 16000, channels: int = 1, f0: float = 180.0, seed: int = 0
+) -> Path:
     """A short voiced-like WAV (harmonics plus a little noise) for fixture trees."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
@@ -38,3 +45,36 @@ def tone(path: Path, seconds: float = 0.6, rate: int = 16000, channels: int = 1,
     signal = 0.3 * voiced / np.abs(voiced).max() + 0.01 * rng.standard_normal(len(t))
     write_wav(path, np.tile(signal, (channels, 1)), rate)
     return path
+
+
+def feature_table(seed: int = 0) -> pd.DataFrame:
+    """Three small corpora, three languages, whose first features carry valence."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for corpus, language, shift in (("a", "x", 1.0), ("b", "y", 0.8), ("c", "z", 1.2)):
+        n = 60
+        valence = np.where(rng.random(n) < 0.5, "negative", "positive")
+        x = rng.normal(0, 1, (n, 88)) + shift * (valence == "positive")[:, None] * (np.arange(88) < 10)
+        frame = pd.DataFrame(x.astype(np.float32), columns=feature_names())
+        frame.insert(0, "corpus", corpus)
+        frame.insert(1, "language", language)
+        frame.insert(2, "speaker", [f"s{i % 4}" for i in range(n)])
+        frame.insert(3, "utterance_id", [f"{corpus}{i}" for i in range(n)])
+        frame.insert(4, "valence", valence)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+D = torch.float64  # exact comparisons with an enumerated RBM need double precision
+
+
+def states(n: int) -> torch.Tensor:
+    """Every binary vector of length n, one per row."""
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=D)
+
+
+def log_likelihood(rbm: RBM, data: torch.Tensor) -> float:
+    """Exact mean log-likelihood of a 4-visible RBM, by enumerating the partition function."""
+    with torch.no_grad():
+        log_z = torch.logsumexp(-rbm.free_energy(states(4)), 0)
+        return float((-rbm.free_energy(data) - log_z).mean())

@@ -28,15 +28,17 @@ def test_a_users_mistake_is_one_line_naming_the_key(tmp_path):
     done = crossemo("experiment", "within", cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
-        "error: experiments (within): 'per-utterance' is not a valid Normalization"]
+        "error: experiments (within): 'per-utterance' is not a valid Normalization"
+    ]
     params["experiments"]["normalisation"] = params["experiments"].pop("normalization")  # a typo'd key
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     done = crossemo("experiment", "within", cwd=tmp_path)
     assert done.returncode == 1 and "unexpected keyword argument 'normalisation'" in done.stderr
     assert "Traceback" not in done.stderr
     done = crossemo("table", "nope", cwd=tmp_path)
-    assert done.stderr.strip() == ("error: corpus 'nope' is not in params.yaml's corpora: "
-                                   + ", ".join(params["corpora"]))
+    assert done.stderr.strip() == (
+        "error: corpus 'nope' is not in params.yaml's corpora: " + ", ".join(params["corpora"])
+    )
 
 
 def test_a_bug_keeps_its_traceback_and_verbose_shows_a_users_too(monkeypatch, capsys):
@@ -61,12 +63,15 @@ def test_a_bug_keeps_its_traceback_and_verbose_shows_a_users_too(monkeypatch, ca
 def test_params_use_replaces_whole_sections_and_keeps_comments(tmp_path):
     (tmp_path / "params.yaml").write_text(
         "# the project's knobs\ncorpora:  # which corpora\n  demo: {loader: emodb, root: data/demo}\n"
-        "features:\n  workers: 2  # processes\n")
+        "features:\n  workers: 2  # processes\n"
+    )
     (tmp_path / "real.yaml").write_text("corpora:\n  emodb: {loader: emodb, root: data/real/emodb}\n")
     main(["params", "use", str(tmp_path / "real.yaml"), "--params", str(tmp_path / "params.yaml")])
     text = (tmp_path / "params.yaml").read_text()
-    assert yaml.safe_load(text) == {"corpora": {"emodb": {"loader": "emodb", "root": "data/real/emodb"}},
-                                    "features": {"workers": 2}}
+    assert yaml.safe_load(text) == {
+        "corpora": {"emodb": {"loader": "emodb", "root": "data/real/emodb"}},
+        "features": {"workers": 2},
+    }
     assert "# the project's knobs" in text and "# processes" in text
 
 

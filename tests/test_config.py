@@ -26,7 +26,10 @@ def test_params_hold_the_papers_table_1_and_dbn(params):
     assert (pre.learning_rate, pre.epochs) == (0.001, 500)
     finetune = params["models"]["dbn_paper"]["finetune"]
     assert (fine.learning_rate, fine.max_epochs, fine.batch_size) == (
-        finetune["learning_rate"], finetune["max_epochs"], finetune["batch_size"])
+        finetune["learning_rate"],
+        finetune["max_epochs"],
+        finetune["batch_size"],
+    )
 
 
 def test_every_model_configuration_builds(params):
@@ -50,8 +53,10 @@ def test_unknown_names_are_explained(params):
         corpus_config({"corpora": {"x": {"loader": "bogus", "root": "r"}}}, "x")
     assert feature_settings(params).sampling_rate == 16000
     demo = PretrainSettings(**params["models"]["dbn_demo"]["pretrain"])
-    assert (demo.learning_rate, demo.epochs) == (params["models"]["dbn_demo"]["pretrain"]["learning_rate"],
-                                                 params["models"]["dbn_demo"]["pretrain"]["epochs"])
+    assert (demo.learning_rate, demo.epochs) == (
+        params["models"]["dbn_demo"]["pretrain"]["learning_rate"],
+        params["models"]["dbn_demo"]["pretrain"]["epochs"],
+    )
 
 
 def test_models_clone_as_scikit_learn_estimators_and_take_only_the_runtime_they_declare(params):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from crossemo.corpora import COLUMNS, CorpusError, LOADERS, ValenceMap, load_corpus
+from crossemo.corpora import COLUMNS, LOADERS, CorpusError, ValenceMap, load_corpus
 
 from .conftest import tone
 
@@ -33,8 +32,18 @@ def test_every_loader_gives_the_common_columns_in_order(tmp_path, name):
     assert tuple(table.columns[: len(COLUMNS)]) == COLUMNS and len(table) == len(SMALL_TREES[name])
     assert set(table["valence"]) <= {"negative", "positive"} and table["corpus"].eq(name).all()
     assert set(table["path"]) == set(SMALL_TREES[name])
-    assert set(LOADERS) >= {"emodb", "savee", "emovo", "urdu", "iemocap", "aibo", "ravdess", "tess", "cremad",
-                            "manifest"}
+    assert set(LOADERS) >= {
+        "emodb",
+        "savee",
+        "emovo",
+        "urdu",
+        "iemocap",
+        "aibo",
+        "ravdess",
+        "tess",
+        "cremad",
+        "manifest",
+    }
 
 
 def test_urdu_reads_speaker_gender_and_emotion_and_checks_the_folder(tmp_path):
@@ -42,9 +51,18 @@ def test_urdu_reads_speaker_gender_and_emotion_and_checks_the_folder(tmp_path):
         touch_wav(tmp_path, rel)
     table = load_corpus("urdu", tmp_path).set_index("utterance_id")
     assert table.loc["SM1_F10_A010", ["speaker", "gender", "emotion", "valence", "language"]].tolist() == [
-        "SM1", "male", "anger", "negative", "urdu"]
+        "SM1",
+        "male",
+        "anger",
+        "negative",
+        "urdu",
+    ]
     assert table.loc["SF3_F2_H005", ["speaker", "gender", "emotion", "valence"]].tolist() == [
-        "SF3", "female", "happiness", "positive"]
+        "SF3",
+        "female",
+        "happiness",
+        "positive",
+    ]
     touch_wav(tmp_path, "Happy/SM2_F1_A001.wav")  # the name says anger, the folder happiness
     with pytest.raises(CorpusError, match="SM2_F1_A001.wav.*folder says happiness"):
         load_corpus("urdu", tmp_path)
@@ -63,7 +81,8 @@ def iemocap_tree(root: Path) -> None:
         "[12.0 - 13.0]\tSes01F_impro01_M001\tfru\t[2.0, 3.0, 3.0]\n\n"
         "[14.0 - 15.0]\tSes01F_impro01_F001\texc\t[4.0, 4.0, 3.0]\n\n"
         "[16.0 - 17.0]\tSes01F_impro01_F002\tsad\t[1.0, 2.0, 2.0]\n\n"
-        "[18.0 - 19.0]\tSes01F_impro01_F003\thap\t[4.0, 3.0, 3.0]\n")
+        "[18.0 - 19.0]\tSes01F_impro01_F003\thap\t[4.0, 3.0, 3.0]\n"
+    )
     for utt in ("F000", "M000", "M001", "F001", "F002"):  # F003 has no audio
         touch_wav(root, f"Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_{utt}.wav")
     label3 = root / "Session3/dialog/EmoEvaluation/Ses03M_impro05a.txt"
@@ -83,8 +102,13 @@ def test_iemocap_reads_label_files_parses_ids_from_the_right_and_maps_the_papers
     assert table.loc["Ses03M_impro05a_F025", "session"] == 3
     assert table.loc["Ses01F_impro01_F001", "emotion"] == "excitement"
     assert table["valence"].to_dict() == {
-        "Ses01F_impro01_F000": "positive", "Ses01F_impro01_M000": "negative", "Ses01F_impro01_M001": "excluded",
-        "Ses01F_impro01_F001": "positive", "Ses01F_impro01_F002": "negative", "Ses03M_impro05a_F025": "negative"}
+        "Ses01F_impro01_F000": "positive",
+        "Ses01F_impro01_M000": "negative",
+        "Ses01F_impro01_M001": "excluded",
+        "Ses01F_impro01_F001": "positive",
+        "Ses01F_impro01_F002": "negative",
+        "Ses03M_impro05a_F025": "negative",
+    }
     assert table.loc["Ses01F_impro01_F000", "path"] == "Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav"
 
 
@@ -99,8 +123,13 @@ def test_iemocap_unknown_code_names_the_label_file(tmp_path):
 def aibo_tree(root: Path) -> None:
     labels = root / "labels/IS2009EmotionChallenge"
     labels.mkdir(parents=True)
-    chunks = {"Ohm_01_015_00": ("NEG", "A"), "Ohm_01_031_00": ("IDL", "N"),
-              "Ohm_02_001_00": ("IDL", "P"), "Mont_01_000_00": ("NEG", "E"), "Mont_01_071_00": ("IDL", "R")}
+    chunks = {
+        "Ohm_01_015_00": ("NEG", "A"),
+        "Ohm_01_031_00": ("IDL", "N"),
+        "Ohm_02_001_00": ("IDL", "P"),
+        "Mont_01_000_00": ("NEG", "E"),
+        "Mont_01_071_00": ("IDL", "R"),
+    }
     (labels / "chunk_labels_2cl_corpus.txt").write_text("".join(f"{c} {two} 1\n" for c, (two, _) in chunks.items()))
     (labels / "chunk_labels_5cl_corpus.txt").write_text("".join(f"{c} {five} 0.6\n" for c, (_, five) in chunks.items()))
     for chunk in chunks:
@@ -128,20 +157,33 @@ def test_aibo_label_without_audio_is_an_error_naming_the_line(tmp_path):
 
 
 def test_ravdess_keeps_audio_speech_only_and_takes_gender_from_the_actor_number(tmp_path):
-    for name in ("Actor_01/03-01-05-02-01-01-01.wav", "Actor_12/03-01-06-01-02-01-12.wav",
-                 "Actor_12/03-01-02-01-01-01-12.wav", "Actor_12/03-02-03-01-01-01-12.wav",  # song
-                 "extra/Actor_01/03-01-05-02-01-01-01.wav"):  # a Kaggle duplicate
+    for name in (
+        "Actor_01/03-01-05-02-01-01-01.wav",
+        "Actor_12/03-01-06-01-02-01-12.wav",
+        "Actor_12/03-01-02-01-01-01-12.wav",
+        "Actor_12/03-02-03-01-01-01-12.wav",  # song
+        "extra/Actor_01/03-01-05-02-01-01-01.wav",
+    ):  # a Kaggle duplicate
         touch_wav(tmp_path, name, rate=48000)
     table = load_corpus("ravdess", tmp_path).set_index("utterance_id")
     assert sorted(table.index) == ["03-01-02-01-01-01-12", "03-01-05-02-01-01-01", "03-01-06-01-02-01-12"]
-    assert table.loc["03-01-06-01-02-01-12", ["emotion", "gender", "speaker"]].tolist() == ["fear", "female", "Actor_12"]
+    assert table.loc["03-01-06-01-02-01-12", ["emotion", "gender", "speaker"]].tolist() == [
+        "fear",
+        "female",
+        "Actor_12",
+    ]
     assert table.loc["03-01-05-02-01-01-01", "gender"] == "male"
     assert table.loc["03-01-02-01-01-01-12", "valence"] == "positive"  # calm
 
 
 def test_tess_takes_the_label_from_the_file_and_maps_oa_to_oaf(tmp_path):
-    for name in ("OAF_angry/OAF_back_angry.wav", "OAF_Pleasant_surprise/OAF_bar_ps.wav",
-                 "OAF_neutral/OA_bite_neutral.wav", "YAF_fear/YAF_base_fear.wav", "YAF_sad/YAF_bath_Sad.wav"):
+    for name in (
+        "OAF_angry/OAF_back_angry.wav",
+        "OAF_Pleasant_surprise/OAF_bar_ps.wav",
+        "OAF_neutral/OA_bite_neutral.wav",
+        "YAF_fear/YAF_base_fear.wav",
+        "YAF_sad/YAF_bath_Sad.wav",
+    ):
         touch_wav(tmp_path, name, rate=24414)
     table = load_corpus("tess", tmp_path)
     assert set(table["speaker"]) == {"OAF", "YAF"}
@@ -154,9 +196,14 @@ def test_cremad_reads_gender_from_demographics_and_the_one_letter_level(tmp_path
         touch_wav(tmp_path, name)
     (tmp_path / "VideoDemographics.csv").write_text(
         '"ActorID","Age","Sex","Race","Ethnicity"\n1001,51,"Male","Caucasian","Not Hispanic"\n'
-        '1002,21,"Female","Caucasian","Not Hispanic"\n')
+        '1002,21,"Female","Caucasian","Not Hispanic"\n'
+    )
     table = load_corpus("cremad", tmp_path).set_index("utterance_id")
-    assert table["gender"].to_dict() == {"1001_DFA_ANG_XX": "male", "1002_IEO_HAP_HI": "female", "1040_ITH_SAD_X": "unknown"}
+    assert table["gender"].to_dict() == {
+        "1001_DFA_ANG_XX": "male",
+        "1002_IEO_HAP_HI": "female",
+        "1040_ITH_SAD_X": "unknown",
+    }
     assert table.loc["1040_ITH_SAD_X", "valence"] == "negative"
 
 
@@ -169,11 +216,15 @@ def test_cremad_unparsable_name_fails_loudly(tmp_path):
 def test_csv_manifest_with_relative_paths_and_canonical_emotions(tmp_path):
     touch_wav(tmp_path, "clips/a.wav")
     touch_wav(tmp_path, "clips/b.wav")
-    (tmp_path / "manifest.csv").write_text("path,emotion,speaker,language\nclips/a.wav,Anger,s1,dutch\nclips/b.wav,calm,s2,dutch\n")
+    (tmp_path / "manifest.csv").write_text(
+        "path,emotion,speaker,language\nclips/a.wav,Anger,s1,dutch\nclips/b.wav,calm,s2,dutch\n"
+    )
     table = load_corpus("manifest", tmp_path, corpus="mine")
     assert table.columns[: len(COLUMNS)].tolist() == list(COLUMNS)
     assert table[["corpus", "language", "emotion", "valence"]].values.tolist() == [
-        ["mine", "dutch", "anger", "negative"], ["mine", "dutch", "calm", "positive"]]
+        ["mine", "dutch", "anger", "negative"],
+        ["mine", "dutch", "calm", "positive"],
+    ]
 
 
 def test_csv_manifest_unknown_label_names_the_line_and_the_vocabulary(tmp_path):

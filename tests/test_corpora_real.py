@@ -34,7 +34,13 @@ def test_emovo_counts_and_speakers(shared_corpora):
     assert sorted(table["speaker"].unique()) == ["f1", "f2", "f3", "m1", "m2", "m3"]
     assert set(table["emotion"].value_counts()) == {84}
     assert table.groupby("speaker")["gender"].first().to_dict() == {
-        "f1": "female", "f2": "female", "f3": "female", "m1": "male", "m2": "male", "m3": "male"}
+        "f1": "female",
+        "f2": "female",
+        "f3": "female",
+        "m1": "male",
+        "m2": "male",
+        "m3": "male",
+    }
 
 
 def test_urdu_counts_and_speaker_tokens(shared_corpora):

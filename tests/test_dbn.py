@@ -8,15 +8,25 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from crossemo.dbn import (FeedForward, FinetuneSettings, LayerPretrainer, PretrainSettings, RBMStack, batches,
-                          finetune, pretrain_stack, trainer, unweighted_average_recall)
+from crossemo.dbn import (
+    FeedForward,
+    FinetuneSettings,
+    LayerPretrainer,
+    PretrainSettings,
+    RBMStack,
+    batches,
+    finetune,
+    pretrain_stack,
+    trainer,
+    unweighted_average_recall,
+)
 from crossemo.errors import UserError
 from crossemo.labels import CLASSES
 from crossemo.models import DBNValence, make_model
-from crossemo.splits import validation_split
 from crossemo.rbm import RBM
+from crossemo.splits import validation_split
 
-from .test_rbm import log_likelihood
+from .conftest import log_likelihood
 
 
 def toy_patterns(n: int = 400, seed: int = 0) -> torch.Tensor:
@@ -62,8 +72,15 @@ def test_pretraining_is_greedy_with_per_layer_epochs_and_logs_per_epoch(tmp_path
     settings = PretrainSettings(epochs=(0, 3, 2), batch_size=32, learning_rate=0.01)
     torch.manual_seed(0)
     untouched = RBMStack(12, (16, 8, 6)).layers[0].weight.detach().clone()
-    stack = pretrain_stack(torch.from_numpy(x), (16, 8, 6), settings, held_out=torch.from_numpy(x[:40]),
-                           logger=logger, progress=False, seed=0)
+    stack = pretrain_stack(
+        torch.from_numpy(x),
+        (16, 8, 6),
+        settings,
+        held_out=torch.from_numpy(x[:40]),
+        logger=logger,
+        progress=False,
+        seed=0,
+    )
     torch.testing.assert_close(stack.layers[0].weight, untouched)  # 0 epochs: layer 0 left as initialised
     metrics = pd.read_csv(next(tmp_path.rglob("metrics.csv")))
     for layer, epochs in ((1, 3), (2, 2)):
@@ -76,8 +93,13 @@ def test_pretraining_is_greedy_with_per_layer_epochs_and_logs_per_epoch(tmp_path
 def test_upper_layers_learn_from_the_activations_below():
     """Layer 1's data is layer 0's hidden probabilities: its visible biases move towards their mean."""
     x, _, _ = blobs()
-    stack = pretrain_stack(torch.from_numpy(x), (16, 8), PretrainSettings(epochs=20, batch_size=32, learning_rate=0.05),
-                           progress=False, seed=1)
+    stack = pretrain_stack(
+        torch.from_numpy(x),
+        (16, 8),
+        PretrainSettings(epochs=20, batch_size=32, learning_rate=0.05),
+        progress=False,
+        seed=1,
+    )
     below = stack.transform(torch.from_numpy(x), layers=1).mean(0)
     reconstructed = torch.sigmoid(stack.layers[1].visible_bias.detach())
     assert float((reconstructed - below).abs().mean()) < float((0.5 - below).abs().mean())
@@ -87,7 +109,9 @@ def test_sparsity_target_lowers_the_mean_hidden_activation():
     x, _, _ = blobs()
     means = []
     for target in (None, 0.05):
-        settings = PretrainSettings(epochs=15, batch_size=32, learning_rate=0.05, sparsity_target=target, sparsity_cost=2.0)
+        settings = PretrainSettings(
+            epochs=15, batch_size=32, learning_rate=0.05, sparsity_target=target, sparsity_cost=2.0
+        )
         stack = pretrain_stack(torch.from_numpy(x), (16,), settings, progress=False, seed=0)
         means.append(float(stack.transform(torch.from_numpy(x)).mean()))
     assert means[1] < means[0] - 0.1, means
@@ -128,13 +152,22 @@ def test_validation_split_is_speaker_disjoint():
     assert len(train) + len(val) == len(y)
 
 
-@pytest.mark.parametrize("name,params", [
-    ("svm", {}),
-    ("sae_svm", {"hidden": 16, "epochs": 20}),
-    ("mlp", {"hidden": (16,), "finetune": {"max_epochs": 30, "learning_rate": 0.01}}),
-    ("dbn", {"hidden": (16, 8), "pretrain": {"epochs": 5, "batch_size": 32, "learning_rate": 0.01},
-             "finetune": {"max_epochs": 30, "learning_rate": 0.01}}),
-])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("svm", {}),
+        ("sae_svm", {"hidden": 16, "epochs": 20}),
+        ("mlp", {"hidden": (16,), "finetune": {"max_epochs": 30, "learning_rate": 0.01}}),
+        (
+            "dbn",
+            {
+                "hidden": (16, 8),
+                "pretrain": {"epochs": 5, "batch_size": 32, "learning_rate": 0.01},
+                "finetune": {"max_epochs": 30, "learning_rate": 0.01},
+            },
+        ),
+    ],
+)
 def test_every_model_learns_a_separable_problem_through_one_interface(name, params):
     x, y, speakers = blobs(n=300, seed=5, shift=2.5)
     model = make_model(name, seed=0, **params).fit(x[:240], y[:240], groups=speakers[:240], unlabeled=x[240:])
@@ -174,8 +207,13 @@ def test_pretrained_stacks_are_cached_by_their_inputs(tmp_path, monkeypatch):
     calls = []
     real = models.pretrain_stack
     monkeypatch.setattr(models, "pretrain_stack", lambda *a, **k: calls.append(1) or real(*a, **k))
-    params = dict(hidden=(8,), pretrain={"epochs": 2, "batch_size": 32}, finetune={"max_epochs": 3},
-                  pretrain_data="unlabeled", cache_dir=str(tmp_path))
+    params = dict(
+        hidden=(8,),
+        pretrain={"epochs": 2, "batch_size": 32},
+        finetune={"max_epochs": 3},
+        pretrain_data="unlabeled",
+        cache_dir=str(tmp_path),
+    )
     pool = x[::2]
     first = DBNValence(seed=1, **params).fit(x, y, groups=speakers, unlabeled=pool)
     second = DBNValence(seed=1, **params).fit(x[:60], y[:60], groups=speakers[:60], unlabeled=pool)

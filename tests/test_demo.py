@@ -49,6 +49,7 @@ def test_emotions_shift_prosody_consistently(tmp_path):
         rms = {}
         for emotion in ("anger", "sadness"):
             paths = table.loc[table["emotion"] == emotion, "path"]
-            rms[emotion] = np.mean([np.sqrt(np.mean(sf.read(str(tmp_path / name / p), always_2d=True)[0][:, 0] ** 2))
-                                    for p in paths])
+            rms[emotion] = np.mean(
+                [np.sqrt(np.mean(sf.read(str(tmp_path / name / p), always_2d=True)[0][:, 0] ** 2)) for p in paths]
+            )
         assert rms["anger"] > 2 * rms["sadness"]  # PROFILES: +6 dB against -5 dB, scaled per corpus

@@ -79,15 +79,22 @@ def test_every_module_a_stage_runs_is_one_of_its_dependencies(stage):
     assert command[:3] == ["python", "-m", f"crossemo.stages.{stage}"], definition["cmd"]
     deps = [REPO / d for d in definition["deps"] if d.startswith("src/")]
     runs = closure(f"crossemo.stages.{stage}")
-    missing = sorted(str(f.relative_to(REPO)) for f in runs
-                     if not any(f == d or d in f.parents for d in deps))
+    missing = sorted(str(f.relative_to(REPO)) for f in runs if not any(f == d or d in f.parents for d in deps))
     assert not missing, f"dvc.yaml stage {stage} runs these modules without listing them: {missing}"
 
 
 def test_the_derivation_follows_imports_inside_functions():
     runs = {f.relative_to(PACKAGE).as_posix() for f in closure("crossemo.stages.experiment")}
-    assert {"experiments.py", "models.py", "dbn.py", "rbm.py", "baselines.py", "report.py", "stages/__init__.py",
-            "__init__.py"} <= runs
+    assert {
+        "experiments.py",
+        "models.py",
+        "dbn.py",
+        "rbm.py",
+        "baselines.py",
+        "report.py",
+        "stages/__init__.py",
+        "__init__.py",
+    } <= runs
     assert "cli.py" not in runs and "serving.py" not in runs
 
 
@@ -95,8 +102,11 @@ def dvc_md5(path: Path) -> str:
     """DVC 3's hash of a file (md5 of its bytes) or folder (md5 of its sorted listing, `.dir`)."""
     if path.is_file():
         return hashlib.md5(path.read_bytes()).hexdigest()
-    entries = [{"md5": dvc_md5(p), "relpath": p.relative_to(path).as_posix()}
-               for p in sorted(path.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+    entries = [
+        {"md5": dvc_md5(p), "relpath": p.relative_to(path).as_posix()}
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    ]
     return hashlib.md5(json.dumps(entries, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
@@ -110,5 +120,14 @@ def test_the_committed_lock_records_the_code_as_it_is():
             path = REPO / dep["path"]
             if dep["path"].startswith("src/") and (not path.exists() or dep.get("md5") != dvc_md5(path)):
                 stale.append(f"{stage}: {dep['path']}")
-    assert not stale, "dvc.lock records other code than the checkout's; rerun `make demo` and commit dvc.lock:\n" \
-        + "\n".join(stale)
+    assert not stale, (
+        "dvc.lock records other code than the checkout's; rerun `make demo` and commit dvc.lock:\n" + "\n".join(stale)
+    )
+
+
+def test_the_scenarios_are_named_once():
+    from crossemo.config import Scenario
+
+    assert stages()["experiment"]["foreach"] == [s.value for s in Scenario]
+    params = yaml.safe_load((REPO / "params.yaml").read_text())["experiments"]
+    assert {s.value for s in Scenario} <= set(params)  # each has its own (possibly empty) section

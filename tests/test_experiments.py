@@ -12,34 +12,22 @@ import pytest
 import torch
 
 from crossemo.experiments import ExperimentSettings, Runner
-from crossemo.features import feature_names
 from crossemo.report import write_report
+
+from .conftest import feature_table
 
 TINY = {
     "models": {
         "svm": {"model": "svm"},
-        "dbn_tiny": {"model": "dbn", "hidden": [8], "pretrain_data": "unlabeled",
-                     "pretrain": {"epochs": 2, "batch_size": 32}, "finetune": {"max_epochs": 3, "batch_size": 32}},
+        "dbn_tiny": {
+            "model": "dbn",
+            "hidden": [8],
+            "pretrain_data": "unlabeled",
+            "pretrain": {"epochs": 2, "batch_size": 32},
+            "finetune": {"max_epochs": 3, "batch_size": 32},
+        },
     }
 }
-
-
-def feature_table(seed: int = 0) -> pd.DataFrame:
-    """Three small corpora, three languages, whose first features carry valence."""
-    rng = np.random.default_rng(seed)
-    frames = []
-    for corpus, language, shift in (("a", "x", 1.0), ("b", "y", 0.8), ("c", "z", 1.2)):
-        n = 60
-        valence = np.where(rng.random(n) < 0.5, "negative", "positive")
-        x = rng.normal(0, 1, (n, 88)) + shift * (valence == "positive")[:, None] * (np.arange(88) < 10)
-        frame = pd.DataFrame(x.astype(np.float32), columns=feature_names())
-        frame.insert(0, "corpus", corpus)
-        frame.insert(1, "language", language)
-        frame.insert(2, "speaker", [f"s{i % 4}" for i in range(n)])
-        frame.insert(3, "utterance_id", [f"{corpus}{i}" for i in range(n)])
-        frame.insert(4, "valence", valence)
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
 
 
 @pytest.fixture
@@ -49,8 +37,14 @@ def store(tmp_path, monkeypatch):
 
 
 def settings(store, **kw) -> ExperimentSettings:
-    defaults = dict(models=("svm", "dbn_tiny"), seeds=(0,), fractions=(0.25,), tracking_uri=store,
-                    cache_dir=".cache/pretrained", log_models=True)
+    defaults = dict(
+        models=("svm", "dbn_tiny"),
+        seeds=(0,),
+        fractions=(0.25,),
+        tracking_uri=store,
+        cache_dir=".cache/pretrained",
+        log_models=True,
+    )
     return ExperimentSettings(**{**defaults, **kw})
 
 
@@ -62,8 +56,10 @@ def test_runs_are_nested_and_filterable_in_mlflow(store):
     shares = table.groupby("corpus")["valence"].agg(lambda v: v.value_counts(normalize=True).max())
     np.testing.assert_allclose(results["majority_rate"], shares[results["target"]].to_numpy())
     mlflow.set_tracking_uri(store)
-    runs = mlflow.search_runs(experiment_names=["crossemo-single_source"],
-                              filter_string="tags.model = 'dbn_tiny' and tags.source = 'a' and tags.target = 'b'")
+    runs = mlflow.search_runs(
+        experiment_names=["crossemo-single_source"],
+        filter_string="tags.model = 'dbn_tiny' and tags.source = 'a' and tags.target = 'b'",
+    )
     assert len(runs) == 1
     run = runs.iloc[0]
     assert run["status"] == "FINISHED" and run["tags.mlflow.parentRunId"]
@@ -72,8 +68,9 @@ def test_runs_are_nested_and_filterable_in_mlflow(store):
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run["run_id"])}
     assert {"predictions.csv", "confusion_matrix.png", "model.joblib"} <= artifacts
     # A single-source model is fitted once and serves every target: its curves are on the run that fitted it.
-    fitted = mlflow.search_runs(experiment_names=["crossemo-single_source"],
-                                filter_string="tags.model = 'dbn_tiny' and tags.source = 'a'")
+    fitted = mlflow.search_runs(
+        experiment_names=["crossemo-single_source"], filter_string="tags.model = 'dbn_tiny' and tags.source = 'a'"
+    )
     trained = fitted[fitted["tags.model_reused_from"].isna()]
     assert len(trained) == 1 and set(fitted["tags.model_reused_from"].dropna()) == {trained["run_id"].iloc[0]}
     client = mlflow.MlflowClient()
@@ -82,8 +79,16 @@ def test_runs_are_nested_and_filterable_in_mlflow(store):
 
 
 def test_a_crash_marks_its_run_failed(store):
-    broken = {"models": {"bad": {"model": "dbn", "hidden": [8], "pretrain": {"epochs": 1},
-                                 "finetune": {"max_epochs": 1, "nonsense": 1}}}}
+    broken = {
+        "models": {
+            "bad": {
+                "model": "dbn",
+                "hidden": [8],
+                "pretrain": {"epochs": 1},
+                "finetune": {"max_epochs": 1, "nonsense": 1},
+            }
+        }
+    }
     with pytest.raises(TypeError):
         Runner("leave_one_out", feature_table(), broken, settings(store, models=("bad",)), progress=False).run()
     mlflow.set_tracking_uri(store)
@@ -101,8 +106,10 @@ def test_same_seed_same_metrics(store):
 
 def test_report_writes_metrics_figures_and_paper_comparison(store, tmp_path):
     table = feature_table()
-    frames = [Runner(s, table, TINY, settings(store, seeds=(0, 1)), progress=False).run()
-              for s in ("within", "single_source", "target_fraction", "multi_source", "leave_one_out")]
+    frames = [
+        Runner(s, table, TINY, settings(store, seeds=(0, 1)), progress=False).run()
+        for s in ("within", "single_source", "target_fraction", "multi_source", "leave_one_out")
+    ]
     results = pd.concat(frames)
     headline = write_report(results, tmp_path / "reports")
     assert headline == json.loads((tmp_path / "reports/metrics.json").read_text())
@@ -115,19 +122,27 @@ def test_report_writes_metrics_figures_and_paper_comparison(store, tmp_path):
     assert headline["leave_one_out"]["svm"]["uar"] == round(loo[loo["model"] == "svm"]["uar"].mean(), 4)
     margin = loo.groupby("model")["uar"].mean()
     assert headline["leave_one_out"]["best_vs_svm_uar"] == pytest.approx(
-        margin.drop("svm").max() - margin["svm"], abs=1e-4)
+        margin.drop("svm").max() - margin["svm"], abs=1e-4
+    )
     assert sum(len(v) if isinstance(v, dict) else 1 for m in headline.values() for v in m.values()) <= 60
     figures = {p.name for p in (tmp_path / "reports/figures").iterdir()}
-    assert {"fig1_within.png", "fig2_single_source.png", "fig3_target_fraction.png", "fig4a_multi_source.png",
-            "fig4b_leave_one_out.png", "cross_corpus_heatmap.png"} <= figures
+    assert {
+        "fig1_within.png",
+        "fig2_single_source.png",
+        "fig3_target_fraction.png",
+        "fig4a_multi_source.png",
+        "fig4b_leave_one_out.png",
+        "cross_corpus_heatmap.png",
+    } <= figures
     report = (tmp_path / "reports/report.md").read_text()
     assert "paper DBN acc." in report and "beats eGeMAPS + svm in UAR in" in report
 
 
 def test_two_workers_give_the_same_results_and_pretrain_each_stack_once(store):
     serial = Runner("single_source", feature_table(), TINY, settings(store), progress=False).run()
-    parallel = Runner("single_source", feature_table(), TINY, settings(store, workers=2, cache_dir=".cache/other"),
-                      progress=False).run()
+    parallel = Runner(
+        "single_source", feature_table(), TINY, settings(store, workers=2, cache_dir=".cache/other"), progress=False
+    ).run()
     columns = ["model", "source", "target", "seed", "accuracy", "uar", "macro_f1", "confusion"]
     pd.testing.assert_frame_equal(serial[columns], parallel[columns])
     mlflow.set_tracking_uri(store)
@@ -137,16 +152,20 @@ def test_two_workers_give_the_same_results_and_pretrain_each_stack_once(store):
     assert len(parents) == 1 and runs.loc[runs["run_id"].isin(parents), "status"].item() == "FINISHED"
     # Three DBN fits (one per source) share the one stack of seed 0: it is pretrained once.
     client = mlflow.MlflowClient()
-    pretrained = [r for r in children.loc[children["tags.model"] == "dbn_tiny", "run_id"]
-                  if client.get_metric_history(r, "pretrain/layer0/reconstruction_error")]
+    pretrained = [
+        r
+        for r in children.loc[children["tags.model"] == "dbn_tiny", "run_id"]
+        if client.get_metric_history(r, "pretrain/layer0/reconstruction_error")
+    ]
     assert len(pretrained) == 1
 
 
 def test_two_workers_carry_each_jobs_own_features_under_training_set_normalisation(store):
     train_only = dict(normalization="train", models=("svm",))
     serial = Runner("leave_one_out", feature_table(), TINY, settings(store, **train_only), progress=False).run()
-    parallel = Runner("leave_one_out", feature_table(), TINY, settings(store, workers=2, **train_only),
-                      progress=False).run()
+    parallel = Runner(
+        "leave_one_out", feature_table(), TINY, settings(store, workers=2, **train_only), progress=False
+    ).run()
     pd.testing.assert_frame_equal(serial[["target", "uar", "confusion"]], parallel[["target", "uar", "confusion"]])
 
 
@@ -174,9 +193,23 @@ def test_compare_matches_configurations_and_averages_over_seeds():
     from crossemo.report import compare, comparison_markdown
 
     def results(uars, models=("dbn", "svm")):
-        rows = [{"scenario": "within", "protocol": "random", "model": m, "source": "a", "target": "a",
-                 "fraction": np.nan, "seed": seed, "accuracy": u, "uar": u, "macro_f1": u, "majority_rate": 0.5}
-                for m in models for seed, u in enumerate(uars)]
+        rows = [
+            {
+                "scenario": "within",
+                "protocol": "random",
+                "model": m,
+                "source": "a",
+                "target": "a",
+                "fraction": np.nan,
+                "seed": seed,
+                "accuracy": u,
+                "uar": u,
+                "macro_f1": u,
+                "majority_rate": 0.5,
+            }
+            for m in models
+            for seed, u in enumerate(uars)
+        ]
         return pd.DataFrame(rows)
 
     before = results([0.5, 0.7])
@@ -206,8 +239,9 @@ def test_parent_runs_carry_summary_metrics_and_the_dvc_experiment(store, monkeyp
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
     results = Runner("leave_one_out", feature_table(), TINY, settings(store), progress=False).run()
     mlflow.set_tracking_uri(store)
-    runs = mlflow.search_runs(experiment_names=["crossemo-leave_one_out"],
-                              filter_string="tags.dvc_experiment = 'wider-nets'")
+    runs = mlflow.search_runs(
+        experiment_names=["crossemo-leave_one_out"], filter_string="tags.dvc_experiment = 'wider-nets'"
+    )
     parent = runs[runs["tags.mlflow.parentRunId"].isna()]
     assert len(runs) == len(results) + 1 and len(parent) == 1
     parent = parent.iloc[0]

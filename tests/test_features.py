@@ -22,7 +22,12 @@ def bad_files(root):
     write_wav(root / "empty.wav", np.zeros((1, 0)), 16000)
     tone(root / "short.wav", seconds=0.1)
     write_wav(root / "silent.wav", np.zeros((1, 16000)), 16000)
-    return {"corrupt.wav": "corrupt or not audio", "empty.wav": "empty", "short.wav": "too short", "silent.wav": "silent"}
+    return {
+        "corrupt.wav": "corrupt or not audio",
+        "empty.wav": "empty",
+        "short.wav": "too short",
+        "silent.wav": "silent",
+    }
 
 
 def test_read_utterance_names_the_reason_for_each_bad_file(tmp_path):
@@ -47,12 +52,18 @@ def test_bad_files_stop_the_run_by_name_or_are_skipped_into_a_report(tmp_path):
     features, rejected = extract_table(table, tmp_path, settings(tmp_path, on_bad_audio="skip"))
     assert features["path"].tolist() == ["good.wav"] and features.shape[1] == 2 + 88
     assert dict(zip(rejected["path"], rejected["reason"].str.split(":").str[0].str.split(" ").str[0])) == {
-        "corrupt.wav": "corrupt", "empty.wav": "empty", "short.wav": "too", "silent.wav": "silent"}
+        "corrupt.wav": "corrupt",
+        "empty.wav": "empty",
+        "short.wav": "too",
+        "silent.wav": "silent",
+    }
 
 
 def test_sample_rate_and_channel_count_do_not_change_the_features(tmp_path):
     t16, t48 = np.arange(16000) / 16000, np.arange(48000) / 48000
-    voice = lambda t: sum(np.sin(2 * np.pi * 160 * k * t) / k for k in range(1, 20)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    voice = lambda t: (
+        sum(np.sin(2 * np.pi * 160 * k * t) / k for k in range(1, 20)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    )
     mono16 = 0.2 * voice(t16)
     write_wav(tmp_path / "mono16.wav", mono16[None], 16000)
     # A 48 kHz stereo copy whose second microphone is in anti-phase: a mixdown would cancel the speech.

@@ -45,9 +45,13 @@ def project(tmp_path_factory) -> Path:
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["corpora"] = {k: params["corpora"][k] for k in ("savee", "emovo")}
     params["features"]["cache_dir"] = str(root / ".cache")
-    params["models"]["dbn_tiny"] = {"model": "dbn", "hidden": [16, 16], "pretrain_data": "unlabeled",
-                                    "pretrain": {"epochs": 2, "batch_size": 128},
-                                    "finetune": {"max_epochs": 4, "batch_size": 128}}
+    params["models"]["dbn_tiny"] = {
+        "model": "dbn",
+        "hidden": [16, 16],
+        "pretrain_data": "unlabeled",
+        "pretrain": {"epochs": 2, "batch_size": 128},
+        "finetune": {"max_epochs": 4, "batch_size": 128},
+    }
     params["experiments"].update(models=["dbn_tiny", "svm"], seeds=[0, 1], log_models=False)
     params["experiments"]["within"]["speaker_folds"] = 2
     params["experiments"]["target_fraction"]["fractions"] = [0.5]
@@ -114,8 +118,14 @@ def test_changing_one_corpus_setting_reruns_that_corpus_alone(project):
 
 def test_a_stage_killed_midway_leaves_no_partial_results_nor_running_runs_and_reruns_the_same(project):
     before = pd.read_parquet(project / "results/leave_one_out.parquet")
-    process = subprocess.Popen(["dvc", "repro", "-f", "experiment@leave_one_out"], cwd=project, env=project_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        ["dvc", "repro", "-f", "experiment@leave_one_out"],
+        cwd=project,
+        env=project_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
     started = time.time()
     seen = len(mlflow.search_runs(experiment_names=["crossemo-leave_one_out"]))
@@ -156,8 +166,9 @@ def test_dvc_exp_run_compares_headline_metrics_and_names_its_mlflow_runs(project
     run(project, "git", "-c", "user.name=crossemo", "-c", "user.email=ci@localhost", "commit", "-qm", "baseline")
     run(project, "dvc", "exp", "run", "-n", "quarter-target", "-S", "experiments.target_fraction.fractions=[0.25]")
     baselines = json.loads(run(project, "dvc", "exp", "show", "--json"))
-    [experiment] = [r for b in baselines for e in (b.get("experiments") or []) for r in e["revs"]
-                    if r["name"] == "quarter-target"]
+    [experiment] = [
+        r for b in baselines for e in (b.get("experiments") or []) for r in e["revs"] if r["name"] == "quarter-target"
+    ]
     data = experiment["data"]
     assert data["params"]["params.yaml"]["data"]["experiments"]["target_fraction"]["fractions"] == [0.25]
     headline = data["metrics"]["reports/metrics.json"]["data"]
@@ -167,8 +178,9 @@ def test_dvc_exp_run_compares_headline_metrics_and_names_its_mlflow_runs(project
     detail = json.loads((project / "reports/metrics_detail.json").read_text())
     assert list(detail["target_fraction"]["target_fraction"]["svm"]) == ["emovo->savee@0.25", "savee->emovo@0.25"]
     mlflow.set_tracking_uri(f"sqlite:///{project}/mlruns/mlflow.db")
-    runs = mlflow.search_runs(experiment_names=["crossemo-target_fraction"],
-                              filter_string="tags.dvc_experiment = 'quarter-target'")
+    runs = mlflow.search_runs(
+        experiment_names=["crossemo-target_fraction"], filter_string="tags.dvc_experiment = 'quarter-target'"
+    )
     parent = runs[runs["tags.mlflow.parentRunId"].isna()]
     assert len(parent) == 1 and len(runs) > 1  # the parent and its nested runs all carry the name
     assert parent["tags.git_commit"].item().startswith(run(project, "git", "rev-parse", "HEAD").strip())
@@ -177,7 +189,7 @@ def test_dvc_exp_run_compares_headline_metrics_and_names_its_mlflow_runs(project
 def readme_commands(section: str) -> list[str]:
     """The commands of the first bash block under a README heading, comments stripped."""
     text = (REPO / "README.md").read_text()
-    block = text[text.index(f"## {section}"):].split("```bash", 1)[1].split("```", 1)[0]
+    block = text[text.index(f"## {section}") :].split("```bash", 1)[1].split("```", 1)[0]
     return [line.split("  #")[0].strip() for line in block.strip().splitlines() if line.strip()]
 
 
@@ -215,9 +227,15 @@ def test_the_readmes_tuning_registry_and_serving_commands_work_as_written(projec
     from .conftest import tone
 
     commands = readme_commands("Tuning, registry and serving")
-    assert [c.split()[:2] for c in commands] == [["crossemo", "tune"], ["crossemo", "tune"], [
-        "optuna-dashboard", "sqlite:///.cache/optuna.db"], ["crossemo", "register"], ["crossemo", "serve"],
-        ["crossemo", "predict"], ["crossemo", "predict"]]
+    assert [c.split()[:2] for c in commands] == [
+        ["crossemo", "tune"],
+        ["crossemo", "tune"],
+        ["optuna-dashboard", "sqlite:///.cache/optuna.db"],
+        ["crossemo", "register"],
+        ["crossemo", "serve"],
+        ["crossemo", "predict"],
+        ["crossemo", "predict"],
+    ]
     params = yaml.safe_load((project / "params.yaml").read_text())  # a short budget on this project's corpora
     params["tuning"].update(corpora=["savee", "emovo"], n_trials=2, finetune_max_epochs=3)
     params["tuning"]["space"].update(layers=[1, 1], units=[8, 16], pretrain_epochs=[1, 2], batch_size=[64])
@@ -235,8 +253,9 @@ def test_the_readmes_tuning_registry_and_serving_commands_work_as_written(projec
             port = _free_port()
             server = _serve_until_answered(project, [*words, "--port", str(port)], f"http://127.0.0.1:{port}/ping")
             row = pd.read_parquet(project / "features/savee.parquet")[feature_names()].head(1).astype(float)
-            answer = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=60,
-                                   json={"dataframe_records": row.to_dict("records")})
+            answer = requests.post(
+                f"http://127.0.0.1:{port}/invocations", timeout=60, json={"dataframe_records": row.to_dict("records")}
+            )
             server.terminate(), server.wait(timeout=30)
             assert answer.status_code == 200, answer.text
             assert answer.json()["predictions"][0]["valence"] in {"negative", "positive"}

@@ -9,14 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from crossemo.baselines import SVMValence
 from crossemo.cli import main
 from crossemo.demo import write_wav
 from crossemo.features import FeatureSettings, feature_names
-from crossemo.baselines import SVMValence
 from crossemo.registry import register, train_pipeline
 
-from .conftest import tone
-from .test_experiments import feature_table
+from .conftest import feature_table, tone
 
 pytestmark = pytest.mark.slow
 
@@ -58,8 +57,9 @@ def batch(tmp_path):
     return folder
 
 
-def test_a_mixed_batch_scores_the_good_files_and_names_what_is_wrong_with_the_others(registered, batch, capsys,
-                                                                                     monkeypatch):
+def test_a_mixed_batch_scores_the_good_files_and_names_what_is_wrong_with_the_others(
+    registered, batch, capsys, monkeypatch
+):
     monkeypatch.chdir(batch.parent)
     names = ["good1.wav", "notaudio.wav", "good2.wav", "silent.wav", "short.wav", "empty.wav", "long.wav"]
     status = predict(registered, *[f"batch/{n}" for n in names])
@@ -91,16 +91,18 @@ def test_a_folder_is_searched_for_audio_and_the_rows_go_to_csv_and_json(register
     assert capsys.readouterr().err.strip().splitlines()[-1] == "3 of 3 files scored; 0 failed"
     csv = pd.read_csv(tmp_path / "answer.csv")
     records = json.loads((tmp_path / "answer.json").read_text())
-    assert [r["file"] for r in records] == list(csv["file"]) == [
-        str(batch / "good1.wav"), str(batch / "good2.wav"), str(batch / "nested" / "good3.wav")]
+    assert (
+        [r["file"] for r in records]
+        == list(csv["file"])
+        == [str(batch / "good1.wav"), str(batch / "good2.wav"), str(batch / "nested" / "good3.wav")]
+    )
     assert list(csv.columns) == ["file", "valence", "p_negative", "p_positive", "model_version", "error"]
     assert csv["error"].isna().all() and all(r["error"] is None for r in records)
     np.testing.assert_allclose([r["p_negative"] for r in records], csv["p_negative"], rtol=1e-6)
     assert set(csv["model_version"].astype(str)) == {"1"}
 
 
-def test_a_glob_pattern_is_expanded_and_an_input_that_names_nothing_is_one_line(registered, batch, tmp_path,
-                                                                                capsys):
+def test_a_glob_pattern_is_expanded_and_an_input_that_names_nothing_is_one_line(registered, batch, tmp_path, capsys):
     assert predict(registered, str(batch / "good*.wav"), "-o", str(tmp_path / "g.csv")) == 0
     assert list(pd.read_csv(tmp_path / "g.csv")["file"]) == [str(batch / "good1.wav"), str(batch / "good2.wav")]
     capsys.readouterr()

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-
-import pytest
 import torch
 
 from crossemo.rbm import RBM
 
-D = torch.float64  # exact comparisons need double precision
-
-
-def states(n: int) -> torch.Tensor:
-    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=D)
+from .conftest import D, states
 
 
 def bernoulli_rbm(seed: int = 0, scale: float = 1.5) -> RBM:
@@ -45,7 +38,9 @@ def energy(rbm: RBM, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return -(v @ rbm.visible_bias)[:, None] - hidden - pair
 
 
-DATA = torch.tensor([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [1, 1, 1, 0], [0, 0, 1, 1], [0, 1, 1, 1]], dtype=torch.float64)
+DATA = torch.tensor(
+    [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [1, 1, 1, 0], [0, 0, 1, 1], [0, 1, 1, 1]], dtype=torch.float64
+)
 
 
 def exact_gradient(rbm: RBM, data: torch.Tensor) -> torch.Tensor:
@@ -70,12 +65,6 @@ def exact_cd_expectation(rbm: RBM, data: torch.Tensor, k: int) -> torch.Tensor:
         after_k = torch.linalg.matrix_power(step, k)[index]  # distribution of v_k per data row
         negative = torch.einsum("nv,vi,vj->ij", after_k, v, ph) / len(data)
         return data.t() @ rbm.hidden_probs(data) / len(data) - negative
-
-
-def log_likelihood(rbm: RBM, data: torch.Tensor) -> float:
-    with torch.no_grad():
-        log_z = torch.logsumexp(-rbm.free_energy(states(4)), 0)
-        return float((-rbm.free_energy(data) - log_z).mean())
 
 
 def test_free_energy_matches_the_enumerated_marginal():

@@ -18,13 +18,11 @@ import pandas as pd
 import pytest
 import requests
 
-from crossemo.demo import write_wav
-from crossemo.features import FeatureSettings, feature_names
 from crossemo.baselines import SVMValence
+from crossemo.features import FeatureSettings, feature_names
 from crossemo.registry import CHAMPION, MODEL_NAME, register, train_pipeline
 
-from .conftest import SHARED_CORPORA, tone
-from .test_experiments import feature_table
+from .conftest import SHARED_CORPORA, feature_table, tone
 
 pytestmark = pytest.mark.slow
 
@@ -51,10 +49,24 @@ def store(tmp_path_factory):
     table = feature_table()
     pipeline, uar = train_pipeline(table, SVMValence(), FeatureSettings())
     example = table[feature_names()].head(1).astype("float64")
-    version, crowned = register(pipeline, uar, example, {"model": "svm", "corpora": "a,b,c"}, tracking_uri=uri,
-                                corpora=["a", "b", "c"], synthetic=True)
-    yield {"root": root, "uri": uri, "pipeline": pipeline, "example": example, "version": version, "crowned": crowned,
-           "table": table}
+    version, crowned = register(
+        pipeline,
+        uar,
+        example,
+        {"model": "svm", "corpora": "a,b,c"},
+        tracking_uri=uri,
+        corpora=["a", "b", "c"],
+        synthetic=True,
+    )
+    yield {
+        "root": root,
+        "uri": uri,
+        "pipeline": pipeline,
+        "example": example,
+        "version": version,
+        "crowned": crowned,
+        "table": table,
+    }
     os.chdir(old)
 
 
@@ -62,17 +74,23 @@ def test_registration_sets_the_champion_alias_only_when_better(store):
     assert store["version"] == 1 and store["crowned"]
     client = mlflow.MlflowClient()
     origin = {"corpora": ["a", "b", "c"], "synthetic": True}
-    v2, crowned2 = register(store["pipeline"], 0.01, store["example"], {"model": "svm"}, tracking_uri=store["uri"],
-                            **origin)
+    v2, crowned2 = register(
+        store["pipeline"], 0.01, store["example"], {"model": "svm"}, tracking_uri=store["uri"], **origin
+    )
     assert (v2, crowned2) == (2, False)
     assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
-    v3, crowned3 = register(store["pipeline"], 0.999, store["example"], {"model": "svm"}, tracking_uri=store["uri"],
-                            **origin)
+    v3, crowned3 = register(
+        store["pipeline"], 0.999, store["example"], {"model": "svm"}, tracking_uri=store["uri"], **origin
+    )
     assert (v3, crowned3) == (3, True)
     assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "3"
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
     assert model.metadata.signature is not None
-    assert {c.name for c in model.metadata.signature.inputs.inputs} >= {"audio_base64", "audio_path", "loudness_sma3_amean"}
+    assert {c.name for c in model.metadata.signature.inputs.inputs} >= {
+        "audio_base64",
+        "audio_path",
+        "loudness_sma3_amean",
+    }
 
 
 def test_a_dbn_pretrained_on_a_pool_alone_trains_for_registration():
@@ -80,8 +98,12 @@ def test_a_dbn_pretrained_on_a_pool_alone_trains_for_registration():
     from crossemo.models import DBNValence
 
     table = feature_table()
-    dbn = DBNValence(hidden=(8,), pretrain_data="unlabeled", pretrain={"epochs": 1, "batch_size": 64},
-                     finetune={"max_epochs": 2, "batch_size": 64})
+    dbn = DBNValence(
+        hidden=(8,),
+        pretrain_data="unlabeled",
+        pretrain={"epochs": 1, "batch_size": 64},
+        finetune={"max_epochs": 2, "batch_size": 64},
+    )
     assert dbn.needs_unlabeled_pool and not SVMValence().needs_unlabeled_pool
     pipeline, uar = train_pipeline(table, dbn, FeatureSettings())
     assert 0 <= uar <= 1 and tuple(pipeline.model.stack_.layers[0].weight.shape) == (88, 8)
@@ -111,8 +133,13 @@ def server(store):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["CROSSEMO_MAX_BODY_BYTES"] = str(8 * 2**20)
     log = (store["root"] / "server.log").open("w")  # a file, not a pipe: a full pipe would stall the server
-    process = subprocess.Popen(["crossemo", "serve", "--port", str(port)],  # the README's command
-                               cwd=store["root"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        ["crossemo", "serve", "--port", str(port)],  # the README's command
+        cwd=store["root"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -140,7 +167,11 @@ def test_server_answers_speech_paths_and_features(server, store, tmp_path):
     speech = speech_path(tmp_path)
     (store["root"] / "audio" / "speech.wav").write_bytes(speech.read_bytes())
     features = store["table"][feature_names()].head(2).astype(float).to_dict("records")
-    records = [{"audio_base64": base64.b64encode(speech.read_bytes()).decode()}, {"audio_path": "speech.wav"}, *features]
+    records = [
+        {"audio_base64": base64.b64encode(speech.read_bytes()).decode()},
+        {"audio_path": "speech.wav"},
+        *features,
+    ]
     response = ask(server, records)
     assert response.status_code == 200, response.text
     answer = pd.DataFrame(response.json()["predictions"])
@@ -152,22 +183,25 @@ def test_server_answers_speech_paths_and_features(server, store, tmp_path):
     assert set(answer["model_version"]) == {str(champion.version)}
 
 
-@pytest.mark.parametrize("record,message", [
-    ({"audio_base64": base64.b64encode(b"this is not a wav file at all").decode()}, "corrupt or not audio"),
-    ({"audio_base64": "@@not base64@@"}, "not valid base64"),
-    ({"audio_base64": ""}, "missing columns"),
-    ("empty", "empty"),
-    ("short", "too short"),
-    ("long", "too long"),
-    ({"audio_path": "/nowhere/x.wav"}, "outside the server's audio root"),
-    ({"audio_path": "/etc/hostname"}, "outside the server's audio root"),
-    ({"audio_path": "../mlflow.db"}, "must not contain '..'"),
-    ({"audio_path": "missing.wav"}, "not a file under the server's audio root"),
-    ("escaping link", "outside the server's audio root"),
-    ("lying header", "its header claims"),
-    ({"loudness_sma3_amean": 1.0}, "missing columns"),
-    ({"speech": "hello"}, "missing columns"),
-])
+@pytest.mark.parametrize(
+    "record,message",
+    [
+        ({"audio_base64": base64.b64encode(b"this is not a wav file at all").decode()}, "corrupt or not audio"),
+        ({"audio_base64": "@@not base64@@"}, "not valid base64"),
+        ({"audio_base64": ""}, "missing columns"),
+        ("empty", "empty"),
+        ("short", "too short"),
+        ("long", "too long"),
+        ({"audio_path": "/nowhere/x.wav"}, "outside the server's audio root"),
+        ({"audio_path": "/etc/hostname"}, "outside the server's audio root"),
+        ({"audio_path": "../mlflow.db"}, "must not contain '..'"),
+        ({"audio_path": "missing.wav"}, "not a file under the server's audio root"),
+        ("escaping link", "outside the server's audio root"),
+        ("lying header", "its header claims"),
+        ({"loudness_sma3_amean": 1.0}, "missing columns"),
+        ({"speech": "hello"}, "missing columns"),
+    ],
+)
 def test_bad_requests_get_400_with_a_reason_and_the_server_keeps_serving(server, store, record, message):
     if record == "empty":
         buffer = io.BytesIO()
@@ -216,7 +250,7 @@ def hostile_requests(store, rng: np.random.Generator) -> list[tuple[str, dict]]:
         blob = rng.bytes(int(rng.integers(0, 4000)))
         records(f"random bytes {i}", [{"audio_base64": base64.b64encode(blob).decode()}])
         cases.append((f"random body {i}", {"data": blob, "headers": {"Content-Type": "application/json"}}))
-    for i in range(30):
+    for _ in range(30):
         cut = int(rng.integers(1, len(good_wav)))
         records(f"truncated wav {cut}", [{"audio_base64": base64.b64encode(good_wav[:cut]).decode()}])
     for claim in (10**6, 10**8, 0xFFFFFFF0, 0):
@@ -236,16 +270,40 @@ def hostile_requests(store, rng: np.random.Generator) -> list[tuple[str, dict]]:
         records(f"feature value {value!r}", [{**features, "loudness_sma3_amean": value}])
     records("10000 rows", [features] * 10_000)
     records("300 rows", [features] * 300)
-    cases.append(("deep json", {"data": '{"dataframe_records": ' + "[" * 5000 + "]" * 5000 + "}",
-                                "headers": {"Content-Type": "application/json"}}))
-    cases.append(("deep value", {"data": '{"dataframe_records": [{"audio_base64": ' + "[" * 3000 + "]" * 3000 + "}]}",
-                                 "headers": {"Content-Type": "application/json"}}))
+    cases.append(
+        (
+            "deep json",
+            {
+                "data": '{"dataframe_records": ' + "[" * 5000 + "]" * 5000 + "}",
+                "headers": {"Content-Type": "application/json"},
+            },
+        )
+    )
+    cases.append(
+        (
+            "deep value",
+            {
+                "data": '{"dataframe_records": [{"audio_base64": ' + "[" * 3000 + "]" * 3000 + "}]}",
+                "headers": {"Content-Type": "application/json"},
+            },
+        )
+    )
     for content_type in ("text/plain", "application/xml", "image/png", "multipart/form-data", ""):
-        cases.append((f"content type {content_type!r}", {"data": b'{"dataframe_records": []}',
-                                                         "headers": {"Content-Type": content_type}}))
+        cases.append(
+            (
+                f"content type {content_type!r}",
+                {"data": b'{"dataframe_records": []}', "headers": {"Content-Type": content_type}},
+            )
+        )
     cases.append(("csv body", {"data": b"audio_base64\nnot-base64\n", "headers": {"Content-Type": "text/csv"}}))
-    for what, body in (("empty object", {}), ("null", None), ("list", [1, 2, 3]), ("split", {"dataframe_split": 1}),
-                       ("instances", {"instances": [[1, 2]]}), ("inputs", {"inputs": "x"})):
+    for what, body in (
+        ("empty object", {}),
+        ("null", None),
+        ("list", [1, 2, 3]),
+        ("split", {"dataframe_split": 1}),
+        ("instances", {"instances": [[1, 2]]}),
+        ("inputs", {"inputs": "x"}),
+    ):
         cases.append((f"json {what}", {"json": body}))
     records("path traversal", [{"audio_path": "../../../../etc/passwd"}])
     records("absolute path", [{"audio_path": "/proc/self/environ"}])
@@ -282,12 +340,14 @@ def test_the_server_says_what_it_serves_and_warns_of_synthetic_training_data(ser
 
 def test_bodies_over_the_cap_get_413_declared_or_chunked(server, store):
     big = b'{"dataframe_records": [{"audio_base64": "' + b"A" * (9 * 2**20) + b'"}]}'
-    response = requests.post(f"{server}/invocations", data=big, headers={"Content-Type": "application/json"},
-                             timeout=60)
+    response = requests.post(
+        f"{server}/invocations", data=big, headers={"Content-Type": "application/json"}, timeout=60
+    )
     assert response.status_code == 413 and "request body too large" in response.json()["message"]
-    chunks = (big[i:i + 2**20] for i in range(0, len(big), 2**20))  # no Content-Length: chunked
-    response = requests.post(f"{server}/invocations", data=chunks, headers={"Content-Type": "application/json"},
-                             timeout=60)
+    chunks = (big[i : i + 2**20] for i in range(0, len(big), 2**20))  # no Content-Length: chunked
+    response = requests.post(
+        f"{server}/invocations", data=chunks, headers={"Content-Type": "application/json"}, timeout=60
+    )
     assert response.status_code == 413
     features = store["table"][feature_names()].head(1).astype(float).to_dict("records")
     assert ask(server, features).status_code == 200

@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 
 from crossemo.errors import UserError
-from crossemo.splits import (Normalization, cross_corpus, normalize, target_fraction, within_random,
-                             within_speaker_folds)
+from crossemo.splits import Normalization, cross_corpus, normalize, target_fraction, within_random, within_speaker_folds
 
 
 def corpora_table(seed: int = 0) -> pd.DataFrame:
@@ -16,9 +15,15 @@ def corpora_table(seed: int = 0) -> pd.DataFrame:
     rows = []
     for corpus, speakers, language in (("a", 6, "x"), ("b", 4, "y"), ("c", 1, "z")):
         for s in range(speakers):
-            for u in range(20 if speakers > 1 else 60):
-                rows.append({"corpus": corpus, "language": language, "speaker": f"s{s}",
-                             "valence": "negative" if rng.random() < 0.6 else "positive"})
+            for _ in range(20 if speakers > 1 else 60):
+                rows.append(
+                    {
+                        "corpus": corpus,
+                        "language": language,
+                        "speaker": f"s{s}",
+                        "valence": "negative" if rng.random() < 0.6 else "positive",
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -94,8 +99,14 @@ def test_corpus_and_speaker_normalisation_use_no_labels():
 def test_iemocap_two_session_protocol_is_two_fold_over_sessions():
     from crossemo.splits import within_sessions
 
-    table = pd.DataFrame({"corpus": ["i"] * 6 + ["e"] * 2, "speaker": list("abcdefgh"),
-                          "session": [1, 1, 2, 2, 3, 3, np.nan, np.nan], "valence": ["negative", "positive"] * 4})
+    table = pd.DataFrame(
+        {
+            "corpus": ["i"] * 6 + ["e"] * 2,
+            "speaker": list("abcdefgh"),
+            "session": [1, 1, 2, 2, 3, 3, np.nan, np.nan],
+            "valence": ["negative", "positive"] * 4,
+        }
+    )
     first, second = within_sessions(table, "i")
     assert list(first.train) == [0, 1] and list(first.test) == [2, 3]
     assert list(second.train) == [2, 3] and list(second.test) == [0, 1]
@@ -108,7 +119,15 @@ def test_confidence_intervals_are_students_t_and_stay_within_0_and_1():
     mean, std, low, high = mean_ci([0.6, 0.7, 0.8])
     assert (mean, round(std, 6)) == (pytest.approx(0.7), 0.1)
     assert high - mean == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-5)  # t(0.975, 2 df)
-    results = pd.DataFrame({"model": "m", "seed": [0, 1, 2], "accuracy": [1.0, 0.9, 1.0], "uar": [1.0, 0.9, 1.0],
-                            "macro_f1": 0.9, "majority_rate": 0.5})
+    results = pd.DataFrame(
+        {
+            "model": "m",
+            "seed": [0, 1, 2],
+            "accuracy": [1.0, 0.9, 1.0],
+            "uar": [1.0, 0.9, 1.0],
+            "macro_f1": 0.9,
+            "majority_rate": 0.5,
+        }
+    )
     row = summarize(results, ["model"]).iloc[0]
     assert row["accuracy_ci_high"] == 1.0 and row["accuracy_ci_low"] < row["accuracy"]

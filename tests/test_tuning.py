@@ -14,7 +14,7 @@ from crossemo.errors import UserError
 from crossemo.experiments import feature_columns
 from crossemo.tuning import SearchSpace, TuneSettings, open_study, prepare, tune
 
-from .test_experiments import feature_table
+from .conftest import feature_table
 
 pytestmark = pytest.mark.slow
 
@@ -22,9 +22,16 @@ TINY_SPACE = SearchSpace(layers=(1, 1), units=(8, 16), pretrain_epochs=(1, 2), c
 
 
 def settings(tmp_path, **kw) -> TuneSettings:
-    return TuneSettings(corpora=("a", "b"), storage=f"sqlite:///{tmp_path}/optuna.db", n_trials=6,
-                        finetune_max_epochs=3, finetune_patience=2, output=str(tmp_path / "best.yaml"),
-                        space=TINY_SPACE, **kw)
+    return TuneSettings(
+        corpora=("a", "b"),
+        storage=f"sqlite:///{tmp_path}/optuna.db",
+        n_trials=6,
+        finetune_max_epochs=3,
+        finetune_patience=2,
+        output=str(tmp_path / "best.yaml"),
+        space=TINY_SPACE,
+        **kw,
+    )
 
 
 def data():

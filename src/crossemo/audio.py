@@ -31,8 +31,13 @@ class Utterance:
         return len(self.signal) / self.sampling_rate
 
 
-def read_utterance(path: Path | str | BinaryIO, channel: int = 0, min_duration: float = 0.25,
-                   max_duration: float | None = None, name: str | None = None) -> Utterance:
+def read_utterance(
+    path: Path | str | BinaryIO,
+    channel: int = 0,
+    min_duration: float = 0.25,
+    max_duration: float | None = None,
+    name: str | None = None,
+) -> Utterance:
     """Read one channel of an audio file (or file-like object); raise BadAudio if it is corrupt,
     empty, too short, too long or silent. `name` says which input it was in messages.
 
@@ -70,9 +75,9 @@ def _wav_claimed_seconds(head: bytes) -> float | None:
     order = "<" if head[:4] == b"RIFF" else ">"
     position, byte_rate = 12, None
     while position + 8 <= len(head):
-        chunk, size = head[position:position + 4], struct.unpack(order + "I", head[position + 4:position + 8])[0]
+        chunk, size = head[position : position + 4], struct.unpack(order + "I", head[position + 4 : position + 8])[0]
         if chunk == b"fmt " and position + 16 <= len(head):
-            byte_rate = struct.unpack(order + "I", head[position + 16:position + 20])[0]
+            byte_rate = struct.unpack(order + "I", head[position + 16 : position + 20])[0]
         if chunk == b"data":
             return size / byte_rate if byte_rate else None
         position += 8 + size + (size & 1)
@@ -90,8 +95,9 @@ def check_header(source, name, max_duration: float) -> None:
             head = file.read(4096)
     claimed = _wav_claimed_seconds(head)
     if claimed is not None and claimed > max_duration:
-        raise BadAudio(name, f"too long: its header claims {claimed:.1f} s > {max_duration} s; "
-                             "split it into utterances")
+        raise BadAudio(
+            name, f"too long: its header claims {claimed:.1f} s > {max_duration} s; split it into utterances"
+        )
     try:
         info = sf.info(source)
     except Exception as error:  # libsndfile raises several types for broken headers
@@ -102,5 +108,6 @@ def check_header(source, name, max_duration: float) -> None:
     if info.samplerate <= 0:
         raise BadAudio(name, f"corrupt header: sampling rate {info.samplerate}")
     if info.frames / info.samplerate > max_duration:
-        raise BadAudio(name, f"too long: {info.frames / info.samplerate:.1f} s > {max_duration} s; "
-                             "split it into utterances")
+        raise BadAudio(
+            name, f"too long: {info.frames / info.samplerate:.1f} s > {max_duration} s; split it into utterances"
+        )

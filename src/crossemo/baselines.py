@@ -10,11 +10,10 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
-
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import SVC
+from torch import nn
+from torch.nn import functional as F
 
 from .dbn import batches, quiet_lightning, trainer
 from .estimator import ValenceModel
@@ -57,8 +56,14 @@ class SparseAutoencoder(nn.Module):
 class SparseAutoencoderModule(L.LightningModule):
     """Reconstruction error plus a KL penalty pulling each unit's mean activation to `sparsity_target`."""
 
-    def __init__(self, net: SparseAutoencoder, learning_rate: float, sparsity_target: float, sparsity_weight: float,
-                 weight_decay: float):
+    def __init__(
+        self,
+        net: SparseAutoencoder,
+        learning_rate: float,
+        sparsity_target: float,
+        sparsity_weight: float,
+        weight_decay: float,
+    ):
         super().__init__()
         self.net, self.learning_rate, self.weight_decay = net, learning_rate, weight_decay
         self.sparsity_target, self.sparsity_weight = sparsity_target, sparsity_weight
@@ -79,22 +84,40 @@ class SparseAutoencoderModule(L.LightningModule):
 class SparseAutoencoderSVM(ValenceModel):
     RUNTIME = frozenset({"logger", "progress"})
 
-    def __init__(self, hidden: int = 256, sparsity_target: float = 0.05, sparsity_weight: float = 0.1,
-                 learning_rate: float = 1e-3, weight_decay: float = 1e-4, epochs: int = 100, batch_size: int = 128,
-                 C: float = 1.0, seed: int = 0, progress: bool = False, logger=None):
+    def __init__(
+        self,
+        hidden: int = 256,
+        sparsity_target: float = 0.05,
+        sparsity_weight: float = 0.1,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        epochs: int = 100,
+        batch_size: int = 128,
+        C: float = 1.0,
+        seed: int = 0,
+        progress: bool = False,
+        logger=None,
+    ):
         self.hidden, self.sparsity_target, self.sparsity_weight = hidden, sparsity_target, sparsity_weight
-        self.learning_rate, self.weight_decay, self.epochs, self.batch_size = learning_rate, weight_decay, epochs, batch_size
+        self.learning_rate, self.weight_decay, self.epochs, self.batch_size = (
+            learning_rate,
+            weight_decay,
+            epochs,
+            batch_size,
+        )
         self.C, self.seed, self.progress, self.logger = C, seed, progress, logger
 
     def _fit(self, x, y, groups, unlabeled):
         L.seed_everything(self.seed, workers=False, verbose=False)
         x_all = x if unlabeled is None else np.concatenate([x, unlabeled])
         self.autoencoder_ = SparseAutoencoder(x.shape[1], self.hidden)
-        module = SparseAutoencoderModule(self.autoencoder_, self.learning_rate, self.sparsity_target,
-                                         self.sparsity_weight, self.weight_decay)
+        module = SparseAutoencoderModule(
+            self.autoencoder_, self.learning_rate, self.sparsity_target, self.sparsity_weight, self.weight_decay
+        )
         with quiet_lightning(self.progress):
             trainer(self.epochs, self.logger, self.progress).fit(
-                module, batches(torch.from_numpy(x_all), self.batch_size, True, self.seed))
+                module, batches(torch.from_numpy(x_all), self.batch_size, True, self.seed)
+            )
         self.svm_ = calibrated_svm(C=self.C, seed=self.seed).fit(self._code(x), y)
 
     @torch.no_grad()

@@ -135,14 +135,28 @@ def _cmd_register(args) -> None:
     seed = section.get("seed", 0)
     table = load_features(corpora, args.features)
     model = model_from_params(params, model_name, seed=seed)
-    pipeline, uar = train_pipeline(table, model, feature_settings(params), section.get("validation_fraction", 0.25), seed)
+    pipeline, uar = train_pipeline(
+        table, model, feature_settings(params), section.get("validation_fraction", 0.25), seed
+    )
     example = table[feature_columns(table)].head(1).astype("float64")
     synthetic = any(is_synthetic(corpus_config(params, c).root) for c in corpora)
-    version, crowned = register(pipeline, uar, example, {"model": model_name, "corpora": ",".join(corpora), "seed": seed,
-                                                         "config": (params.get("models") or {}).get(model_name, {})},
-                                corpora=corpora, synthetic=synthetic)
-    print(f"registered crossemo-valence v{version} (validation UAR {uar:.3f})"
-          + (" -> alias champion" if crowned else "; the champion stays"))
+    version, crowned = register(
+        pipeline,
+        uar,
+        example,
+        {
+            "model": model_name,
+            "corpora": ",".join(corpora),
+            "seed": seed,
+            "config": (params.get("models") or {}).get(model_name, {}),
+        },
+        corpora=corpora,
+        synthetic=synthetic,
+    )
+    print(
+        f"registered crossemo-valence v{version} (validation UAR {uar:.3f})"
+        + (" -> alias champion" if crowned else "; the champion stays")
+    )
     if synthetic:
         print("note: trained on the SYNTHETIC demo corpora; `crossemo serve` and `predict` will say so")
 
@@ -164,11 +178,21 @@ def _cmd_serve(args) -> None:
     model_uri = f"models:/crossemo-valence@{args.alias}"
     env[MODEL_URI_ENV] = model_uri
     print(f"serving {model_origin(model_uri)}", file=sys.stderr)
-    print(f"audio_path: {'files under ' + env[AUDIO_ROOT_ENV] if env.get(AUDIO_ROOT_ENV) else 'disabled'}",
-          file=sys.stderr)
+    print(
+        f"audio_path: {'files under ' + env[AUDIO_ROOT_ENV] if env.get(AUDIO_ROOT_ENV) else 'disabled'}",
+        file=sys.stderr,
+    )
     # MLflow's scoring app (as `mlflow models serve` runs it) behind crossemo's request guard
-    command = ["uvicorn", "--factory", "crossemo.server:create_app", "--host", args.host, "--port", str(args.port),
-               "--no-access-log"]
+    command = [
+        "uvicorn",
+        "--factory",
+        "crossemo.server:create_app",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--no-access-log",
+    ]
     print(" ".join(command), file=sys.stderr)
     os.execvpe(command[0], command, env)
 
@@ -208,13 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crossemo",
         description="Cross-corpus speech emotion (valence) recognition: corpora, eGeMAPS features, DBNs.",
-        epilog="The pipeline itself runs with `dvc repro`; these commands are its stages and tools.")
+        epilog="The pipeline itself runs with `dvc repro`; these commands are its stages and tools.",
+    )
     parser.add_argument("--version", action="version", version=f"crossemo {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     corpora = sub.add_parser("corpora", help="list, inspect and import corpora").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     corpora.add_parser("list", help="the corpus loaders and their languages").set_defaults(func=_cmd_corpora_list)
     show = corpora.add_parser("show", help="read a corpus and count its emotions and valence")
     show.add_argument("name", help="loader name, as in `crossemo corpora list`")
@@ -225,14 +251,16 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("target", nargs="?", default="data/real", help="where to copy them (default: data/real)")
     imp.set_defaults(func=_cmd_corpora_import)
     use = sub.add_parser("params", help="switch params.yaml sections, e.g. to the real corpora").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     take = use.add_parser("use", help="replace params.yaml's sections with those of another file")
     take.add_argument("file", help="a YAML file, e.g. params.real.yaml")
     take.add_argument("--params", default="params.yaml")
     take.set_defaults(func=_cmd_params_use)
 
     demo = sub.add_parser("demo", help="the embedded default: synthetic demo corpora").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+        dest="action", required=True, metavar="ACTION"
+    )
     gen = demo.add_parser("generate", help="write the five synthetic corpora (deterministic)")
     gen.add_argument("directory", nargs="?", default="data/demo")
     gen.add_argument("--seed", type=int, default=2018)
@@ -268,20 +296,27 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--features", default="features")
     reg.set_defaults(func=_cmd_register)
 
-    serve = sub.add_parser("serve", help="serve models:/crossemo-valence@champion over HTTP (MLflow's scoring "
-                                         "server behind a request guard)")
+    serve = sub.add_parser(
+        "serve",
+        help="serve models:/crossemo-valence@champion over HTTP (MLflow's scoring server behind a request guard)",
+    )
     serve.add_argument("--alias", default="champion")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5001)
-    serve.add_argument("--audio-root", dest="audio_root",
-                       help="let requests name audio files (audio_path) inside this folder only; off by default "
-                            "(or set CROSSEMO_AUDIO_ROOT)")
+    serve.add_argument(
+        "--audio-root",
+        dest="audio_root",
+        help="let requests name audio files (audio_path) inside this folder only; off by default "
+        "(or set CROSSEMO_AUDIO_ROOT)",
+    )
     serve.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db")
     serve.set_defaults(func=_cmd_serve)
 
-    pred = sub.add_parser("predict", help="valence of audio files, offline, with the registered model",
-                          description="Every input gets a row; a bad file gets its reason in the error column "
-                                      "and the exit status is 1.")
+    pred = sub.add_parser(
+        "predict",
+        help="valence of audio files, offline, with the registered model",
+        description="Every input gets a row; a bad file gets its reason in the error column and the exit status is 1.",
+    )
     pred.add_argument("files", nargs="+", help="audio files, folders (searched recursively) or glob patterns")
     pred.add_argument("--output", "-o", help="write the rows to a .csv or .json file instead of printing them")
     pred.add_argument("--params", default="params.yaml", help="features.workers and cache_dir from here, if present")

@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 
 from .corpora import LOADERS, PAPER_VALENCE, ValenceMap
+from .errors import ConfigError
 from .features import FeatureSettings
 from .splits import Normalization
-from .errors import ConfigError
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -74,6 +74,16 @@ def feature_settings(params: dict) -> FeatureSettings:
     return _settings(FeatureSettings, "features", params.get("features") or {})
 
 
+class Scenario(StrEnum):
+    """The paper's scenarios, named once: dvc.yaml's `experiment` stages and the CLI follow this list."""
+
+    WITHIN = "within"
+    SINGLE_SOURCE = "single_source"
+    TARGET_FRACTION = "target_fraction"
+    MULTI_SOURCE = "multi_source"
+    LEAVE_ONE_OUT = "leave_one_out"
+
+
 class UnlabeledPool(StrEnum):
     """Which label-free feature rows each fit may use for unsupervised learning."""
 
@@ -116,6 +126,6 @@ def experiment_settings(params: dict, scenario: str):
     """The shared experiments settings plus the scenario's own section."""
     section = dict(params.get("experiments") or {})
     own = {k: v for k, v in (section.pop(scenario, None) or {}).items()}
-    for name in ("within", "single_source", "target_fraction", "multi_source", "leave_one_out"):
-        section.pop(name, None)
+    for name in Scenario:  # the other scenarios' own sections
+        section.pop(name.value, None)
     return _settings(ExperimentSettings, f"experiments ({scenario})", {**section, **own})

@@ -63,7 +63,8 @@ class RBMStack(nn.Module):
         sizes = (n_inputs, *hidden)
         self.layers = nn.ModuleList(
             RBM(v, h, VisibleUnits.GAUSSIAN if i == 0 else VisibleUnits.BERNOULLI)
-            for i, (v, h) in enumerate(zip(sizes, sizes[1:])))
+            for i, (v, h) in enumerate(zip(sizes, sizes[1:]))
+        )
 
     @torch.no_grad()
     def transform(self, x: torch.Tensor, layers: int | None = None) -> torch.Tensor:
@@ -76,15 +77,23 @@ class RBMStack(nn.Module):
 def batches(x: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
     """Whole batches by tensor indexing: a per-row collate would cost more than the CD step."""
     dataset = TensorDataset(x)
-    order = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(dataset)
+    order = (
+        RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(dataset)
+    )
     return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False))
 
 
 class LayerPretrainer(L.LightningModule):
     """Trains one RBM by CD-k / PCD with manual optimisation: the gradient is the CD statistic itself."""
 
-    def __init__(self, rbm: RBM, settings: PretrainSettings, layer: int = 0, held_out: torch.Tensor | None = None,
-                 monitor_rows: int = 512):
+    def __init__(
+        self,
+        rbm: RBM,
+        settings: PretrainSettings,
+        layer: int = 0,
+        held_out: torch.Tensor | None = None,
+        monitor_rows: int = 512,
+    ):
         super().__init__()
         self.automatic_optimization = False
         self.rbm, self.settings, self.layer = rbm, settings, layer
@@ -97,10 +106,14 @@ class LayerPretrainer(L.LightningModule):
 
     def configure_optimizers(self):
         s = self.settings
-        return torch.optim.SGD([
-            {"params": [self.rbm.weight], "weight_decay": s.weight_decay},
-            {"params": [self.rbm.visible_bias, self.rbm.hidden_bias], "weight_decay": 0.0},
-        ], lr=s.learning_rate, momentum=0.5)
+        return torch.optim.SGD(
+            [
+                {"params": [self.rbm.weight], "weight_decay": s.weight_decay},
+                {"params": [self.rbm.visible_bias, self.rbm.hidden_bias], "weight_decay": 0.0},
+            ],
+            lr=s.learning_rate,
+            momentum=0.5,
+        )
 
     def on_train_epoch_start(self):
         momentum = 0.5 if self.current_epoch < self.settings.momentum_warmup else self.settings.momentum
@@ -172,13 +185,31 @@ def quiet_lightning(progress: bool):
 
 
 def trainer(max_epochs: int, logger=None, progress: bool = True, callbacks=None, **kwargs) -> L.Trainer:
-    return L.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=logger if logger is not None else False,
-                     enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
-                     callbacks=callbacks, num_sanity_val_steps=0, deterministic=True, log_every_n_steps=1, **kwargs)
+    return L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=logger if logger is not None else False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        callbacks=callbacks,
+        num_sanity_val_steps=0,
+        deterministic=True,
+        log_every_n_steps=1,
+        **kwargs,
+    )
 
 
-def pretrain_stack(x: torch.Tensor, hidden: tuple[int, ...], settings: PretrainSettings,
-                   held_out: torch.Tensor | None = None, logger=None, progress: bool = True, seed: int = 0) -> RBMStack:
+def pretrain_stack(
+    x: torch.Tensor,
+    hidden: tuple[int, ...],
+    settings: PretrainSettings,
+    held_out: torch.Tensor | None = None,
+    logger=None,
+    progress: bool = True,
+    seed: int = 0,
+) -> RBMStack:
     """Greedy layer-wise pretraining: layer i learns the hidden activations of the trained layers below it."""
     L.seed_everything(seed, workers=False, verbose=False)
     stack = RBMStack(x.shape[1], tuple(hidden))
@@ -261,7 +292,9 @@ class ValenceClassifier(L.LightningModule):
         self._val_true.append(y)
 
     def on_validation_epoch_end(self):
-        uar = unweighted_average_recall(torch.cat(self._val_true), torch.cat(self._val_pred), self.net.head.out_features)
+        uar = unweighted_average_recall(
+            torch.cat(self._val_true), torch.cat(self._val_pred), self.net.head.out_features
+        )
         self._val_pred, self._val_true = [], []
         self.log("finetune/val_uar", uar, prog_bar=True)
         if uar > self.best_uar_:  # keep the best checkpoint in memory: the nets are small
@@ -269,8 +302,9 @@ class ValenceClassifier(L.LightningModule):
             self.best_state_ = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.net.parameters(), lr=self.settings.learning_rate,
-                                weight_decay=self.settings.weight_decay)
+        return torch.optim.Adam(
+            self.net.parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay
+        )
 
 
 def unweighted_average_recall(true: torch.Tensor, pred: torch.Tensor, n_classes: int) -> float:
@@ -279,24 +313,46 @@ def unweighted_average_recall(true: torch.Tensor, pred: torch.Tensor, n_classes:
     return float(np.mean(recalls)) if recalls else 0.0
 
 
-def finetune(net: FeedForward, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
-             settings: FinetuneSettings, logger=None, progress: bool = True, seed: int = 0,
-             callbacks: list | None = None) -> FeedForward:
+def finetune(
+    net: FeedForward,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    settings: FinetuneSettings,
+    logger=None,
+    progress: bool = True,
+    seed: int = 0,
+    callbacks: list | None = None,
+) -> FeedForward:
     """Supervised training that stops on the validation loss and returns the net at its best
     validation-UAR epoch."""
     L.seed_everything(seed, workers=False, verbose=False)
     counts = torch.bincount(y, minlength=net.head.out_features).clamp(min=1).float()
     module = ValenceClassifier(net, settings, counts.sum() / (len(counts) * counts))
-    train = DataLoader(TensorDataset(x, y), batch_size=None, sampler=BatchSampler(
-        RandomSampler(range(len(x)), generator=torch.Generator().manual_seed(seed)), settings.batch_size, False))
-    val = DataLoader(TensorDataset(x_val, y_val), batch_size=None,
-                     sampler=BatchSampler(SequentialSampler(range(len(x_val))), 4096, False))
+    train = DataLoader(
+        TensorDataset(x, y),
+        batch_size=None,
+        sampler=BatchSampler(
+            RandomSampler(range(len(x)), generator=torch.Generator().manual_seed(seed)), settings.batch_size, False
+        ),
+    )
+    val = DataLoader(
+        TensorDataset(x_val, y_val),
+        batch_size=None,
+        sampler=BatchSampler(SequentialSampler(range(len(x_val))), 4096, False),
+    )
     # Stop on the validation loss, which keeps falling while UAR still sits at 0.5 on the plateau
     # where every sigmoid net starts; keep the weights of the best validation UAR.
     stop = L.pytorch.callbacks.EarlyStopping("finetune/val_loss", mode="min", patience=settings.patience)
     with quiet_lightning(progress):
-        trainer(settings.max_epochs, logger, progress, callbacks=[stop, *(callbacks or [])],
-                min_epochs=min(settings.min_epochs, settings.max_epochs)).fit(module, train, val)
+        trainer(
+            settings.max_epochs,
+            logger,
+            progress,
+            callbacks=[stop, *(callbacks or [])],
+            min_epochs=min(settings.min_epochs, settings.max_epochs),
+        ).fit(module, train, val)
     if module.best_state_ is not None:
         net.load_state_dict(module.best_state_)
     return net.eval()

@@ -37,12 +37,24 @@ PROFILES = {
 
 # Vowel (F1, F2) inventories and rhythm: mean syllable length (s) and its spread.
 LANGUAGES = {
-    "german": dict(vowels=[(750, 1300), (400, 2100), (280, 2250), (420, 800), (300, 750), (400, 1500), (280, 1650)],
-                   syllable=0.19, spread=0.35, fricative=4500),
-    "english": dict(vowels=[(700, 1200), (550, 1800), (300, 2300), (500, 900), (320, 900), (500, 1500)],
-                    syllable=0.17, spread=0.3, fricative=5000),
-    "italian": dict(vowels=[(800, 1250), (450, 2000), (300, 2300), (450, 850), (320, 750)],
-                    syllable=0.15, spread=0.12, fricative=3800),
+    "german": dict(
+        vowels=[(750, 1300), (400, 2100), (280, 2250), (420, 800), (300, 750), (400, 1500), (280, 1650)],
+        syllable=0.19,
+        spread=0.35,
+        fricative=4500,
+    ),
+    "english": dict(
+        vowels=[(700, 1200), (550, 1800), (300, 2300), (500, 900), (320, 900), (500, 1500)],
+        syllable=0.17,
+        spread=0.3,
+        fricative=5000,
+    ),
+    "italian": dict(
+        vowels=[(800, 1250), (450, 2000), (300, 2300), (450, 850), (320, 750)],
+        syllable=0.15,
+        spread=0.12,
+        fricative=3800,
+    ),
 }
 REFERENCE_POWER = 0.05  # about the power of neutral synthetic speech before the recording gain
 VOICES = {"male": (115.0, 1.0), "female": (205.0, 1.15), "child": (280.0, 1.3)}  # F0 Hz, formant scale
@@ -75,8 +87,9 @@ def _speakers(rng: np.random.Generator, ids_and_voices: list[tuple[str, str]]) -
     return out
 
 
-def synthesize(rng: np.random.Generator, language: str, speaker: Speaker, emotion: str,
-               effect: np.ndarray, recording: Recording) -> np.ndarray:
+def synthesize(
+    rng: np.random.Generator, language: str, speaker: Speaker, emotion: str, effect: np.ndarray, recording: Recording
+) -> np.ndarray:
     """One utterance as float64 samples in [-1, 1] (channels, samples)."""
     lang, sr = LANGUAGES[language], recording.rate
     shift, f0_range, rate, loud, tilt, jitter, smile = np.array(PROFILES[emotion]) * effect
@@ -110,7 +123,7 @@ def synthesize(rng: np.random.Generator, language: str, speaker: Speaker, emotio
         high_pass = np.fft.rfftfreq(n_fft, 1 / sr) > lang["fricative"] * 0.5
         noise = np.fft.irfft(np.fft.rfft(noise, n_fft) * high_pass, n_fft)
         out[a:b] += vowel / (np.abs(vowel).max() + 1e-9)
-        out[a:a + burst] += 0.15 * noise[:burst]
+        out[a : a + burst] += 0.15 * noise[:burst]
     out *= 10 ** (loud / 20)
     return _record(rng, out, recording)
 
@@ -166,8 +179,11 @@ class DemoCorpus:
     def write(self, root: Path) -> int:
         items = self.utterances()
         for speaker, emotion, rel, _ in items:
-            write_wav(root / rel, synthesize(self.rng, self.language, speaker, emotion, self.effect, self.recording),
-                      self.recording.rate)
+            write_wav(
+                root / rel,
+                synthesize(self.rng, self.language, speaker, emotion, self.effect, self.recording),
+                self.recording.rate,
+            )
         self.write_labels(root, items)
         return len(items)
 
@@ -178,7 +194,15 @@ class DemoCorpus:
 class EmoDB(DemoCorpus):
     language = "german"
     recording = Recording(rate=16000, snr_db=35, band=(60, 7800), level_db=-10)
-    letters = {"anger": "W", "boredom": "L", "disgust": "E", "fear": "A", "happiness": "F", "sadness": "T", "neutral": "N"}
+    letters = {
+        "anger": "W",
+        "boredom": "L",
+        "disgust": "E",
+        "fear": "A",
+        "happiness": "F",
+        "sadness": "T",
+        "neutral": "N",
+    }
 
     def utterances(self):
         ids = [("03", "male"), ("08", "female"), ("09", "female"), ("10", "male"), ("11", "male"), ("13", "female")]
@@ -194,7 +218,15 @@ class EmoDB(DemoCorpus):
 class Savee(DemoCorpus):
     language = "english"
     recording = Recording(rate=44100, snr_db=28, band=(80, 10000), level_db=-10)
-    codes = {"anger": "a", "disgust": "d", "fear": "f", "happiness": "h", "neutral": "n", "sadness": "sa", "surprise": "su"}
+    codes = {
+        "anger": "a",
+        "disgust": "d",
+        "fear": "f",
+        "happiness": "h",
+        "neutral": "n",
+        "sadness": "sa",
+        "surprise": "su",
+    }
 
     def utterances(self):
         items = []
@@ -208,7 +240,15 @@ class Savee(DemoCorpus):
 class Emovo(DemoCorpus):
     language = "italian"
     recording = Recording(rate=48000, snr_db=25, band=(70, 12000), level_db=-14, channels=2)
-    codes = {"disgust": "dis", "happiness": "gio", "neutral": "neu", "fear": "pau", "anger": "rab", "surprise": "sor", "sadness": "tri"}
+    codes = {
+        "disgust": "dis",
+        "happiness": "gio",
+        "neutral": "neu",
+        "fear": "pau",
+        "anger": "rab",
+        "surprise": "sor",
+        "sadness": "tri",
+    }
 
     def utterances(self):
         ids = [("f1", "female"), ("f2", "female"), ("f3", "female"), ("m1", "male"), ("m2", "male"), ("m3", "male")]
@@ -223,7 +263,14 @@ class Emovo(DemoCorpus):
 class Iemocap(DemoCorpus):
     language = "english"
     recording = Recording(rate=16000, snr_db=18, band=(80, 7500), level_db=-18)
-    codes = {"neutral": "neu", "happiness": "hap", "excitement": "exc", "sadness": "sad", "anger": "ang", "frustration": "fru"}
+    codes = {
+        "neutral": "neu",
+        "happiness": "hap",
+        "excitement": "exc",
+        "sadness": "sad",
+        "anger": "ang",
+        "frustration": "fru",
+    }
 
     def utterances(self):
         items = []
@@ -234,7 +281,9 @@ class Iemocap(DemoCorpus):
                 for k in range(20):
                     emotion = list(self.codes)[self.rng.integers(len(self.codes))]
                     utt = f"{dialog}_{spk.id[-1]}{k:03d}"
-                    items.append((spk, emotion, Path(f"Session{session}/sentences/wav/{dialog}/{utt}.wav"), self.codes[emotion]))
+                    items.append(
+                        (spk, emotion, Path(f"Session{session}/sentences/wav/{dialog}/{utt}.wav"), self.codes[emotion])
+                    )
         return items
 
     def write_labels(self, root, items):
@@ -242,7 +291,8 @@ class Iemocap(DemoCorpus):
         for i, (_, _, rel, code) in enumerate(items):
             session = int(rel.parts[0][-1])
             by_session.setdefault(session, []).append(
-                f"[{i:.4f} - {i + 1:.4f}]\t{rel.stem}\t{code}\t[2.5000, 2.5000, 2.5000]\nC-E1:\tX;\t()\n")
+                f"[{i:.4f} - {i + 1:.4f}]\t{rel.stem}\t{code}\t[2.5000, 2.5000, 2.5000]\nC-E1:\tX;\t()\n"
+            )
         for session, blocks in by_session.items():
             label = root / f"Session{session}/dialog/EmoEvaluation/Ses{session:02d}F_impro01.txt"
             label.parent.mkdir(parents=True, exist_ok=True)
@@ -259,7 +309,9 @@ class Aibo(DemoCorpus):
             for spk in _speakers(self.rng, [(f"{school}_{c:02d}", "child") for c in range(1, 6)]):
                 for turn in range(24):
                     negative = self.rng.random() < 0.35  # NEG is the minority, as in the real corpus
-                    emotion = self.rng.choice(["anger", "emphatic"] if negative else ["neutral", "neutral", "happiness"])
+                    emotion = self.rng.choice(
+                        ["anger", "emphatic"] if negative else ["neutral", "neutral", "happiness"]
+                    )
                     chunk = f"{spk.id}_{turn:03d}_00"
                     items.append((spk, str(emotion), Path(f"wav/{chunk}.wav"), "NEG" if negative else "IDL"))
         return items
@@ -272,7 +324,11 @@ class Aibo(DemoCorpus):
 
 #: name -> generator class; names match the loaders that read them.
 DEMO_CORPORA: dict[str, type[DemoCorpus]] = {
-    "aibo": Aibo, "iemocap": Iemocap, "emodb": EmoDB, "savee": Savee, "emovo": Emovo,
+    "aibo": Aibo,
+    "iemocap": Iemocap,
+    "emodb": EmoDB,
+    "savee": Savee,
+    "emovo": Emovo,
 }
 
 
@@ -288,7 +344,8 @@ def generate(directory: str | Path, seed: int = 2018, names: list[str] | None = 
         counts[name] = DEMO_CORPORA[name](rng).write(Path(directory) / name)
     (Path(directory) / SYNTHETIC_MARKER).write_text(
         "# SYNTHETIC demo corpora\n\nWritten by `crossemo demo generate` to try the pipeline. They are not speech:\n"
-        "models trained on them say nothing about emotion in real recordings.\n")
+        "models trained on them say nothing about emotion in real recordings.\n"
+    )
     return counts
 
 

@@ -15,7 +15,9 @@ def encode(labels) -> np.ndarray:
     labels = np.asarray(labels).astype(str)
     unknown = set(labels) - set(CLASSES)
     if unknown:
-        raise UserError(f"unknown valence labels {sorted(unknown)}; expected {list(CLASSES)} (drop 'excluded' rows first)")
+        raise UserError(
+            f"unknown valence labels {sorted(unknown)}; expected {list(CLASSES)} (drop 'excluded' rows first)"
+        )
     return (labels == "positive").astype(np.int64)
 
 

@@ -22,21 +22,22 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from . import tracking
-from .config import ExperimentSettings, UnlabeledPool
+from .config import ExperimentSettings, Scenario, UnlabeledPool
 from .metrics import evaluate
 from .models import model_from_params
-from .splits import (Normalization, Split, cross_corpus, normalize, target_fraction, within_random,
-                     speaker_keys, within_sessions, within_speaker_folds)
+from .splits import (
+    Normalization,
+    Split,
+    cross_corpus,
+    normalize,
+    speaker_keys,
+    target_fraction,
+    within_random,
+    within_sessions,
+    within_speaker_folds,
+)
 
 log = logging.getLogger(__name__)
-
-
-class Scenario(StrEnum):
-    WITHIN = "within"
-    SINGLE_SOURCE = "single_source"
-    TARGET_FRACTION = "target_fraction"
-    MULTI_SOURCE = "multi_source"
-    LEAVE_ONE_OUT = "leave_one_out"
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,11 @@ def _single_source(table, corpora, languages, s, seed):
 
 def _target_fraction(table, corpora, languages, s, seed):
     """All other corpora as the source, plus a growing share of the target."""
-    return [Job("target_fraction", target_fraction(table, [c for c in corpora if c != tgt], tgt, f, seed))
-            for tgt in corpora for f in s.fractions]
+    return [
+        Job("target_fraction", target_fraction(table, [c for c in corpora if c != tgt], tgt, f, seed))
+        for tgt in corpora
+        for f in s.fractions
+    ]
 
 
 def _multi_source(table, corpora, languages, s, seed):
@@ -84,8 +88,11 @@ def _leave_one_out(table, corpora, languages, s, seed):
 
 
 PROTOCOLS = {
-    Scenario.WITHIN: _within, Scenario.SINGLE_SOURCE: _single_source, Scenario.TARGET_FRACTION: _target_fraction,
-    Scenario.MULTI_SOURCE: _multi_source, Scenario.LEAVE_ONE_OUT: _leave_one_out,
+    Scenario.WITHIN: _within,
+    Scenario.SINGLE_SOURCE: _single_source,
+    Scenario.TARGET_FRACTION: _target_fraction,
+    Scenario.MULTI_SOURCE: _multi_source,
+    Scenario.LEAVE_ONE_OUT: _leave_one_out,
 }
 
 
@@ -95,8 +102,26 @@ def feature_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in feature_names() if c in table.columns]
 
 
-RESULT_COLUMNS = ["scenario", "protocol", "model", "source", "target", "seed", "fold", "fraction", "speaker_disjoint",
-                  "notes", "n_train", "accuracy", "uar", "macro_f1", "majority_rate", "n_test", "confusion", "run_id"]
+RESULT_COLUMNS = [
+    "scenario",
+    "protocol",
+    "model",
+    "source",
+    "target",
+    "seed",
+    "fold",
+    "fraction",
+    "speaker_disjoint",
+    "notes",
+    "n_train",
+    "accuracy",
+    "uar",
+    "macro_f1",
+    "majority_rate",
+    "n_test",
+    "confusion",
+    "run_id",
+]
 
 
 @dataclass(frozen=True)
@@ -147,18 +172,31 @@ class Runner:
         uri = tracking.configure(tracking.absolute_uri(self.settings.tracking_uri or tracking.default_uri()))
         experiment_id = tracking.experiment(f"crossemo-{self.scenario}")
         tags = {**tracking.provenance_tags(self.corpora), "scenario": str(self.scenario)}
-        work = [(seed, job) for seed in self.settings.seeds for job in PROTOCOLS[self.scenario](
-            self.table, self.corpora, self.languages, self.settings, seed)]
+        work = [
+            (seed, job)
+            for seed in self.settings.seeds
+            for job in PROTOCOLS[self.scenario](self.table, self.corpora, self.languages, self.settings, seed)
+        ]
         if not work:
-            log.warning("%s: no configuration fits these corpora (e.g. multi-source needs corpora of "
-                        "several other languages)", self.scenario)
+            log.warning(
+                "%s: no configuration fits these corpora (e.g. multi-source needs corpora of several other languages)",
+                self.scenario,
+            )
         settings = replace(self.settings, tracking_uri=uri, cache_dir=str(Path(self.settings.cache_dir).resolve()))
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{self.scenario}", tags=tags) as parent:
             mlflow.log_params(tracking.flatten({"experiments": _jsonable(self.settings)}))
-            context = RunContext(self.scenario, self.params, settings, self._normalized_once(),
-                                 self.table["valence"].to_numpy(), speaker_keys(self.table).to_numpy(),
-                                 self.table[["corpus", "utterance_id", "speaker"]], experiment_id,
-                                 parent.info.run_id, tags)
+            context = RunContext(
+                self.scenario,
+                self.params,
+                settings,
+                self._normalized_once(),
+                self.table["valence"].to_numpy(),
+                speaker_keys(self.table).to_numpy(),
+                self.table[["corpus", "utterance_id", "speaker"]],
+                experiment_id,
+                parent.info.run_id,
+                tags,
+            )
             try:
                 rows = self._execute(context, self._units(work))
             except BaseException as stop:
@@ -207,8 +245,9 @@ def _end_unfinished_children(parent_id: str, stop: BaseException) -> None:
     status = "KILLED" if isinstance(stop, KeyboardInterrupt) else "FAILED"
     client = mlflow.MlflowClient()
     parent = client.get_run(parent_id)
-    for run in client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' "
-                                                               "and attributes.status = 'RUNNING'"):
+    for run in client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING'"
+    ):
         client.set_terminated(run.info.run_id, status)
     if status == "KILLED":
         mlflow.end_run("KILLED")  # the parent too; otherwise the context manager records FAILED
@@ -250,13 +289,25 @@ def _raise_interrupt(signum, frame):
 
 def _nested_run(context: RunContext, unit: Unit, job: Job):
     split = job.split
-    tags = {**context.tags, "model": unit.model_name, "protocol": job.protocol, "source": split.source,
-            "target": split.target, "seed": str(unit.seed), "fold": str(split.fold),
-            "fraction": str(split.fraction), "speaker_disjoint": str(split.speaker_disjoint)}
-    name = f"{unit.model_name} {split.source}->{split.target} seed{unit.seed}" \
-        + (f" fold{split.fold}" if split.fold else "") + (f" {split.fraction:.0%}" if split.fraction else "")
-    return mlflow.start_run(experiment_id=context.experiment_id, run_name=name, tags=tags,
-                            nested=True, parent_run_id=context.parent_id)
+    tags = {
+        **context.tags,
+        "model": unit.model_name,
+        "protocol": job.protocol,
+        "source": split.source,
+        "target": split.target,
+        "seed": str(unit.seed),
+        "fold": str(split.fold),
+        "fraction": str(split.fraction),
+        "speaker_disjoint": str(split.speaker_disjoint),
+    }
+    name = (
+        f"{unit.model_name} {split.source}->{split.target} seed{unit.seed}"
+        + (f" fold{split.fold}" if split.fold else "")
+        + (f" {split.fraction:.0%}" if split.fraction else "")
+    )
+    return mlflow.start_run(
+        experiment_id=context.experiment_id, run_name=name, tags=tags, nested=True, parent_run_id=context.parent_id
+    )
 
 
 def _pool(context: RunContext, x: np.ndarray, split: Split) -> np.ndarray | None:
@@ -270,11 +321,17 @@ def _fit(context: RunContext, unit: Unit, split: Split, x: np.ndarray, run_id: s
     config = (context.params.get("models") or {}).get(unit.model_name, {})
     mlflow.log_params(tracking.flatten(config))
     # offered to every model; each takes what its class declares (models.MODELS[kind].RUNTIME)
-    runtime = {"logger": tracking.BatchedMLFlowLogger(context.settings.tracking_uri, run_id),
-               "cache_dir": context.settings.cache_dir}
+    runtime = {
+        "logger": tracking.BatchedMLFlowLogger(context.settings.tracking_uri, run_id),
+        "cache_dir": context.settings.cache_dir,
+    }
     model = model_from_params(context.params, unit.model_name, seed=unit.seed, **runtime)
-    return model.fit(x[split.train], context.labels[split.train], groups=context.speakers[split.train],
-                     unlabeled=_pool(context, x, split))
+    return model.fit(
+        x[split.train],
+        context.labels[split.train],
+        groups=context.speakers[split.train],
+        unlabeled=_pool(context, x, split),
+    )
 
 
 def _evaluate(context: RunContext, unit: Unit, job: Job, x: np.ndarray, model, run_id: str) -> dict:
@@ -284,18 +341,30 @@ def _evaluate(context: RunContext, unit: Unit, job: Job, x: np.ndarray, model, r
     scores = evaluate(context.labels[split.test], predicted)
     mlflow.log_metrics({k: scores[k] for k in ("accuracy", "uar", "macro_f1", "majority_rate")})
     _log_artifacts(context, split, predicted, proba, scores, model)
-    return {"scenario": str(context.scenario), "protocol": job.protocol, "model": unit.model_name,
-            "source": split.source, "target": split.target, "seed": unit.seed, "fold": split.fold,
-            "fraction": split.fraction, "speaker_disjoint": split.speaker_disjoint, "notes": split.notes,
-            "n_train": len(split.train), **{k: v for k, v in scores.items() if k != "confusion"},
-            "confusion": json.dumps(scores["confusion"]), "run_id": run_id}
+    return {
+        "scenario": str(context.scenario),
+        "protocol": job.protocol,
+        "model": unit.model_name,
+        "source": split.source,
+        "target": split.target,
+        "seed": unit.seed,
+        "fold": split.fold,
+        "fraction": split.fraction,
+        "speaker_disjoint": split.speaker_disjoint,
+        "notes": split.notes,
+        "n_train": len(split.train),
+        **{k: v for k, v in scores.items() if k != "confusion"},
+        "confusion": json.dumps(scores["confusion"]),
+        "run_id": run_id,
+    }
 
 
 def _log_artifacts(context: RunContext, split: Split, predicted, proba, scores, model) -> None:
     from .report import confusion_figure
 
     predictions = context.meta.iloc[split.test].assign(
-        true=context.labels[split.test], predicted=predicted, p_negative=proba[:, 0], p_positive=proba[:, 1])
+        true=context.labels[split.test], predicted=predicted, p_negative=proba[:, 0], p_positive=proba[:, 1]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         predictions.to_csv(Path(tmp) / "predictions.csv", index=False)
         figure = confusion_figure(np.array(scores["confusion"]), f"{split.source} -> {split.target}")
@@ -306,8 +375,10 @@ def _log_artifacts(context: RunContext, split: Split, predicted, proba, scores, 
 
 
 def _jsonable(settings: ExperimentSettings) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, StrEnum) else v)
-            for k, v in vars(settings).items()}
+    return {
+        k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, StrEnum) else v)
+        for k, v in vars(settings).items()
+    }
 
 
 def load_features(corpora: list[str], directory: str | Path = "features") -> pd.DataFrame:

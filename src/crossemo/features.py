@@ -6,7 +6,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -46,8 +45,12 @@ class FeatureSettings:
 
     def fingerprint(self) -> str:
         """What the features depend on (not workers, cache place or the bad-file policy)."""
-        keys = {"sampling_rate": self.sampling_rate, "channel": self.channel,
-                "feature_set": "eGeMAPSv02", "opensmile": opensmile.__version__}
+        keys = {
+            "sampling_rate": self.sampling_rate,
+            "channel": self.channel,
+            "feature_set": "eGeMAPSv02",
+            "opensmile": opensmile.__version__,
+        }
         return json.dumps(keys, sort_keys=True)
 
 
@@ -62,8 +65,9 @@ def feature_names() -> list[str]:
 
 
 def _smile(sampling_rate: int) -> opensmile.Smile:
-    return opensmile.Smile(opensmile.FeatureSet.eGeMAPSv02, opensmile.FeatureLevel.Functionals,
-                           sampling_rate=sampling_rate, resample=True)
+    return opensmile.Smile(
+        opensmile.FeatureSet.eGeMAPSv02, opensmile.FeatureLevel.Functionals, sampling_rate=sampling_rate, resample=True
+    )
 
 
 class FeatureCache:
@@ -130,8 +134,9 @@ def _extract_one(path: str) -> tuple[np.ndarray | None, str | None]:
     return values, None
 
 
-def extract(paths: list[Path], settings: FeatureSettings,
-            progress: str | None = "eGeMAPS") -> tuple[np.ndarray, dict[int, str]]:
+def extract(
+    paths: list[Path], settings: FeatureSettings, progress: str | None = "eGeMAPS"
+) -> tuple[np.ndarray, dict[int, str]]:
     """Features for each path (rows of NaN where bad) and {index: reason} for the bad ones;
     `progress` is the progress bar's label (None: no bar)."""
     n_features = len(feature_names())
@@ -141,8 +146,9 @@ def extract(paths: list[Path], settings: FeatureSettings,
     chunk = max(1, min(32, len(jobs) // (settings.workers * 8) or 1))
     with ProcessPoolExecutor(settings.workers, initializer=_init_worker, initargs=(settings,)) as pool:
         results = pool.map(_extract_one, jobs, chunksize=chunk)
-        for i, (values, reason) in enumerate(tqdm(results, total=len(jobs), desc=progress, unit="file",
-                                                         disable=progress is None)):
+        for i, (values, reason) in enumerate(
+            tqdm(results, total=len(jobs), desc=progress, unit="file", disable=progress is None)
+        ):
             if reason is None:
                 out[i] = values
             else:
@@ -150,17 +156,22 @@ def extract(paths: list[Path], settings: FeatureSettings,
     return out, bad
 
 
-def extract_table(table: pd.DataFrame, root: Path, settings: FeatureSettings,
-                  progress: str = "eGeMAPS") -> tuple[pd.DataFrame, pd.DataFrame]:
+def extract_table(
+    table: pd.DataFrame, root: Path, settings: FeatureSettings, progress: str = "eGeMAPS"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(table joined with the 88 features, rejected files with reasons). Raises on bad files under `stop`."""
     paths = [Path(root) / p for p in table["path"]]
     values, bad = extract(paths, settings, progress)
-    rejected = pd.DataFrame({"path": [str(table["path"].iloc[i]) for i in bad], "reason": list(bad.values())},
-                            columns=["path", "reason"])
+    rejected = pd.DataFrame(
+        {"path": [str(table["path"].iloc[i]) for i in bad], "reason": list(bad.values())}, columns=["path", "reason"]
+    )
     if bad and settings.on_bad_audio is OnBadAudio.STOP:
         listing = "\n".join(f"  {root / p}: {r}" for p, r in zip(rejected["path"], rejected["reason"]))
-        raise BadAudio(root, f"{len(bad)} unusable audio file(s):\n{listing}\n"
-                             "Fix or remove them, or set features.on_bad_audio: skip to list them in a report")
+        raise BadAudio(
+            root,
+            f"{len(bad)} unusable audio file(s):\n{listing}\n"
+            "Fix or remove them, or set features.on_bad_audio: skip to list them in a report",
+        )
     keep = np.ones(len(table), dtype=bool)
     keep[list(bad)] = False
     features = pd.DataFrame(values[keep], columns=feature_names(), index=table.index[keep])

@@ -49,7 +49,13 @@ def summarize(results: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         for metric in METRICS:
             mean, std, low, high = mean_ci(group[metric])
             # The metrics are proportions: a t-interval past 0 or 1 says nothing more than the bound.
-            row.update({metric: mean, f"{metric}_std": std, f"{metric}_ci_low": np.clip(low, 0.0, 1.0),
-                        f"{metric}_ci_high": np.clip(high, 0.0, 1.0)})  # NaN (one seed) stays NaN
+            row.update(
+                {
+                    metric: mean,
+                    f"{metric}_std": std,
+                    f"{metric}_ci_low": np.clip(low, 0.0, 1.0),
+                    f"{metric}_ci_high": np.clip(high, 0.0, 1.0),
+                }
+            )  # NaN (one seed) stays NaN
         rows.append(row)
     return pd.DataFrame(rows)

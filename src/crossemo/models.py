@@ -39,18 +39,30 @@ class DBNValence(ValenceModel):
 
     RUNTIME = frozenset({"logger", "cache_dir", "progress", "callbacks"})
 
-    def __init__(self, hidden=(1000, 1000, 2000), pretrain: PretrainSettings | dict | None = None,
-                 finetune: FinetuneSettings | dict | None = None, pretrain_data: str = "train+unlabeled",
-                 seed: int = 0, progress: bool = False, logger=None, cache_dir: str | None = None,
-                 callbacks: list | None = None):
+    def __init__(
+        self,
+        hidden=(1000, 1000, 2000),
+        pretrain: PretrainSettings | dict | None = None,
+        finetune: FinetuneSettings | dict | None = None,
+        pretrain_data: str = "train+unlabeled",
+        seed: int = 0,
+        progress: bool = False,
+        logger=None,
+        cache_dir: str | None = None,
+        callbacks: list | None = None,
+    ):
         self.hidden, self.pretrain, self.finetune = tuple(hidden), pretrain, finetune
         self.pretrain_data = PretrainData(pretrain_data)
         self.seed, self.progress, self.logger, self.cache_dir = seed, progress, logger, cache_dir
         self.callbacks = callbacks  # extra Lightning callbacks for fine-tuning (e.g. Optuna pruning)
 
     def _settings(self) -> tuple[PretrainSettings, FinetuneSettings]:
-        pre = self.pretrain if isinstance(self.pretrain, PretrainSettings) else PretrainSettings(**(self.pretrain or {}))
-        fine = self.finetune if isinstance(self.finetune, FinetuneSettings) else FinetuneSettings(**(self.finetune or {}))
+        pre = (
+            self.pretrain if isinstance(self.pretrain, PretrainSettings) else PretrainSettings(**(self.pretrain or {}))
+        )
+        fine = (
+            self.finetune if isinstance(self.finetune, FinetuneSettings) else FinetuneSettings(**(self.finetune or {}))
+        )
         return pre, fine
 
     @property
@@ -68,14 +80,23 @@ class DBNValence(ValenceModel):
 
     def _pretrained_net(self, x_pre: np.ndarray, x_monitor: np.ndarray) -> FeedForward:
         pre, fine = self._settings()
+
         def build() -> RBMStack:
-            return pretrain_stack(torch.from_numpy(x_pre), self.hidden, pre, torch.from_numpy(x_monitor),
-                                  self.logger, self.progress, self.seed)
+            return pretrain_stack(
+                torch.from_numpy(x_pre),
+                self.hidden,
+                pre,
+                torch.from_numpy(x_monitor),
+                self.logger,
+                self.progress,
+                self.seed,
+            )
 
         if self.cache_dir:
             cache = StackCache(self.cache_dir)
-            self.stack_ = cache.get_or_build(cache.key(x_pre, self.hidden, pre, self.seed), x_pre.shape[1],
-                                             self.hidden, build)
+            self.stack_ = cache.get_or_build(
+                cache.key(x_pre, self.hidden, pre, self.seed), x_pre.shape[1], self.hidden, build
+            )
         else:
             self.stack_ = build()
         torch.manual_seed(self.seed)  # the head's init must not depend on whether the stack came from the cache
@@ -86,8 +107,18 @@ class DBNValence(ValenceModel):
         train, val = validation_split(y, groups, fine.validation_fraction, self.seed)
         net = self._pretrained_net(self._pretraining_rows(x[train], unlabeled), x[val])
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
-        self.net_ = finetune(net, t(x[train]), t(y[train]), t(x[val]), t(y[val]), fine, self.logger,
-                             self.progress, self.seed, self.callbacks)
+        self.net_ = finetune(
+            net,
+            t(x[train]),
+            t(y[train]),
+            t(x[val]),
+            t(y[val]),
+            fine,
+            self.logger,
+            self.progress,
+            self.seed,
+            self.callbacks,
+        )
 
     @torch.no_grad()
     def _proba(self, x):
@@ -154,7 +185,11 @@ class FeedForwardValence(DBNValence):
 
 #: Model names as params.yaml's `model:` uses them.
 MODELS: dict[str, type[ValenceModel]] = {
-    "dbn": DBNValence, "mlp": FeedForwardValence, "svm": SVMValence, "sae_svm": SparseAutoencoderSVM}
+    "dbn": DBNValence,
+    "mlp": FeedForwardValence,
+    "svm": SVMValence,
+    "sae_svm": SparseAutoencoderSVM,
+}
 
 
 def make_model(name: str, **params) -> ValenceModel:
@@ -168,7 +203,9 @@ def model_from_params(params: dict, name: str, seed: int = 0, **runtime):
     (logger, cache_dir, progress, callbacks); each model takes only what its class declares in RUNTIME."""
     configs = params.get("models") or {}
     if name not in configs:
-        raise ConfigError(f"model configuration {name!r} is not in params.yaml's models: {', '.join(configs) or 'none'}")
+        raise ConfigError(
+            f"model configuration {name!r} is not in params.yaml's models: {', '.join(configs) or 'none'}"
+        )
     spec = dict(configs[name])
     kind = spec.pop("model", name)
     if kind not in MODELS:

@@ -34,8 +34,13 @@ class CDStatistics:
 
 
 class RBM(nn.Module):
-    def __init__(self, n_visible: int, n_hidden: int, visible: VisibleUnits | str = VisibleUnits.BERNOULLI,
-                 init_std: float = 0.01):
+    def __init__(
+        self,
+        n_visible: int,
+        n_hidden: int,
+        visible: VisibleUnits | str = VisibleUnits.BERNOULLI,
+        init_std: float = 0.01,
+    ):
         super().__init__()
         self.visible = VisibleUnits(visible)
         # Small random weights, zero biases: Hinton's practical guide, section 8.
@@ -83,8 +88,9 @@ class RBM(nn.Module):
         return ((v - self.visible_mean(self.hidden_probs(v))) ** 2).mean()
 
     @torch.no_grad()
-    def contrastive_divergence(self, v0: torch.Tensor, k: int = 1, chain: torch.Tensor | None = None,
-                               generator: torch.Generator | None = None) -> CDStatistics:
+    def contrastive_divergence(
+        self, v0: torch.Tensor, k: int = 1, chain: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> CDStatistics:
         """CD-k statistics, or persistent CD when `chain` holds the fantasy particles.
 
         The last hidden state enters as probabilities, not samples, which lowers the variance

@@ -19,23 +19,25 @@ from mlflow import MlflowClient
 from . import tracking
 from .features import FeatureSettings
 from .metrics import evaluate
-from .splits import speaker_keys, validation_split
 from .serving import ValencePipeline, signature
+from .splits import speaker_keys, validation_split
 
 MODEL_NAME = "crossemo-valence"
 CHAMPION = "champion"
 SYNTHETIC = "synthetic-demo"  # the training_data tag of a model trained on `crossemo demo generate`'s corpora
 
 
-def train_pipeline(table: pd.DataFrame, model, features: FeatureSettings, validation_fraction: float = 0.25,
-                   seed: int = 0) -> tuple[ValencePipeline, float]:
+def train_pipeline(
+    table: pd.DataFrame, model, features: FeatureSettings, validation_fraction: float = 0.25, seed: int = 0
+) -> tuple[ValencePipeline, float]:
     """Fit on some speakers; the UAR on the held-out speakers is the recorded validation metric."""
     from .experiments import feature_columns
 
     table = table[table["valence"] != "excluded"].reset_index(drop=True)
     x = table[feature_columns(table)].to_numpy(np.float32)
-    train, val = validation_split(table["valence"].to_numpy(), speaker_keys(table).to_numpy(),
-                                  validation_fraction, seed)
+    train, val = validation_split(
+        table["valence"].to_numpy(), speaker_keys(table).to_numpy(), validation_fraction, seed
+    )
     mean, scale = x[train].mean(0), x[train].std(0)
     scale = np.where(scale > 0, scale, 1).astype(np.float32)
     groups = speaker_keys(table).to_numpy()
@@ -62,9 +64,16 @@ def champion_metric(client: MlflowClient, name: str = MODEL_NAME) -> float | Non
     return client.get_run(current.run_id).data.metrics.get("validation_uar")
 
 
-def register(pipeline: ValencePipeline, validation_uar: float, example: pd.DataFrame, run_params: dict,
-             name: str = MODEL_NAME, tracking_uri: str | None = None, corpora: list[str] = (),
-             synthetic: bool = False) -> tuple[int, bool]:
+def register(
+    pipeline: ValencePipeline,
+    validation_uar: float,
+    example: pd.DataFrame,
+    run_params: dict,
+    name: str = MODEL_NAME,
+    tracking_uri: str | None = None,
+    corpora: list[str] = (),
+    synthetic: bool = False,
+) -> tuple[int, bool]:
     """(version, crowned): logs and registers the pipeline; moves the champion alias if it is better.
     The version is tagged with its training corpora and whether they were the synthetic demo ones."""
     tracking.configure(tracking_uri)
@@ -72,18 +81,33 @@ def register(pipeline: ValencePipeline, validation_uar: float, example: pd.DataF
     version = _next_version(client, name)
     experiment_id = tracking.experiment("crossemo-registry")
     origin = {"corpora": ",".join(corpora), "training_data": SYNTHETIC if synthetic else "corpora"}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{name} v{version}",
-                          tags={**tracking.provenance_tags(list(corpora)), **origin}):
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=f"{name} v{version}",
+        tags={**tracking.provenance_tags(list(corpora)), **origin},
+    ):
         mlflow.log_params(tracking.flatten(run_params))
         mlflow.log_metric("validation_uar", validation_uar)
         with tempfile.TemporaryDirectory() as tmp:
             joblib.dump(pipeline, Path(tmp) / "pipeline.joblib")
             info = mlflow.pyfunc.log_model(
-                name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")), artifacts={"pipeline": str(Path(tmp) / "pipeline.joblib")},
-                signature=signature(), input_example=example, model_config={"model_version": version},
-                registered_model_name=name, pip_requirements=[
-                    f"torch=={torch.__version__.split('+')[0]}", "lightning>=2.6,<2.7", "mlflow>=3.17,<4",
-                    "opensmile>=2.6,<2.7", "scikit-learn", "pandas", "soundfile"])
+                name="model",
+                python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                artifacts={"pipeline": str(Path(tmp) / "pipeline.joblib")},
+                signature=signature(),
+                input_example=example,
+                model_config={"model_version": version},
+                registered_model_name=name,
+                pip_requirements=[
+                    f"torch=={torch.__version__.split('+')[0]}",
+                    "lightning>=2.6,<2.7",
+                    "mlflow>=3.17,<4",
+                    "opensmile>=2.6,<2.7",
+                    "scikit-learn",
+                    "pandas",
+                    "soundfile",
+                ],
+            )
     registered = int(info.registered_model_version)
     for key, value in origin.items():
         client.set_model_version_tag(name, str(registered), key, value)
@@ -111,6 +135,8 @@ def model_origin(model_uri: str, client: MlflowClient | None = None) -> str:
     corpora = version.tags.get("corpora") or "unrecorded corpora"
     line = f"{version.name} v{version.version}, trained on {corpora}"
     if version.tags.get("training_data") == SYNTHETIC:
-        line += (" -- WARNING: these are the SYNTHETIC demo corpora, not speech; its answers on real "
-                 "recordings mean nothing. Register a model trained on real corpora (see README: Real corpora).")
+        line += (
+            " -- WARNING: these are the SYNTHETIC demo corpora, not speech; its answers on real "
+            "recordings mean nothing. Register a model trained on real corpora (see README: Real corpora)."
+        )
     return line

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from matplotlib.figure import Figure  # pyplot-free figures: no global backend or state to set
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure  # pyplot-free figures: no global backend or state to set
 
 from .metrics import summarize
 
 #: Latif et al. (2018), within-corpus accuracy (%): DBN and sparse AE + SVM.
 PAPER_WITHIN = {
-    "aibo": (74.11, 71.73), "iemocap": (54.77, 50.29), "emodb": (72.38, 70.24),
-    "savee": (56.76, 50.95), "emovo": (76.22, 64.76),
+    "aibo": (74.11, 71.73),
+    "iemocap": (54.77, 50.29),
+    "emodb": (72.38, 70.24),
+    "savee": (56.76, 50.95),
+    "emovo": (76.22, 64.76),
 }
 KEYS = ["scenario", "protocol", "model", "source", "target", "fraction"]
 
@@ -56,8 +59,10 @@ def headline_metrics(summary: pd.DataFrame, baseline: str = "svm") -> dict:
     out: dict = {}
     for scenario, frame in summary.groupby("scenario", sort=False):
         means = frame.groupby("model")[["uar", "accuracy"]].mean()
-        entry: dict = {model: {"uar": _rounded(row["uar"]), "accuracy": _rounded(row["accuracy"])}
-                       for model, row in means.iterrows()}
+        entry: dict = {
+            model: {"uar": _rounded(row["uar"]), "accuracy": _rounded(row["accuracy"])}
+            for model, row in means.iterrows()
+        }
         if baseline in means.index and len(means) > 1:
             best_other = means["uar"].drop(baseline).max()
             entry[f"best_vs_{baseline}_uar"] = _rounded(best_other - means.loc[baseline, "uar"])
@@ -92,8 +97,14 @@ def _bars(axis, frame: pd.DataFrame, category: str, metric: str, models: list[st
         low = [100 * (data[metric].get(c, np.nan) - data[f"{metric}_ci_low"].get(c, np.nan)) for c in categories]
         axis.bar(x + i * width, values, width, yerr=low, capsize=2, label=model)
     for j, (label, values) in enumerate(extra):
-        axis.bar(x + (len(series) + j) * width, [values.get(c, np.nan) for c in categories], width,
-                 label=label, hatch="//", fill=False)
+        axis.bar(
+            x + (len(series) + j) * width,
+            [values.get(c, np.nan) for c in categories],
+            width,
+            label=label,
+            hatch="//",
+            fill=False,
+        )
     axis.set_xticks(x + width * (len(series) + len(extra) - 1) / 2, categories, rotation=30, ha="right", fontsize=8)
     axis.set_ylabel(f"{metric} (%)")
     axis.set_ylim(0, 100)
@@ -105,13 +116,22 @@ def figure_within(summary: pd.DataFrame, out: Path) -> Path:
     models = sorted(frame["model"].unique())
     figure = Figure(figsize=(8, 4))
     axis = figure.subplots()
-    extra = [("paper DBN", {c: v[0] for c, v in PAPER_WITHIN.items()}),
-             ("paper sparse AE+SVM", {c: v[1] for c, v in PAPER_WITHIN.items()})]
+    extra = [
+        ("paper DBN", {c: v[0] for c, v in PAPER_WITHIN.items()}),
+        ("paper sparse AE+SVM", {c: v[1] for c, v in PAPER_WITHIN.items()}),
+    ]
     _bars(axis, frame, "target", "accuracy", models, extra)
     majority = frame.groupby("target")["majority_rate"].first()
     categories = list(dict.fromkeys(frame["target"]))
-    axis.scatter(np.arange(len(categories)) + 0.4, [100 * majority[c] for c in categories], marker="_", s=400,
-                 color="red", label="majority class", zorder=5)
+    axis.scatter(
+        np.arange(len(categories)) + 0.4,
+        [100 * majority[c] for c in categories],
+        marker="_",
+        s=400,
+        color="red",
+        label="majority class",
+        zorder=5,
+    )
     axis.set_title("Fig. 1: within corpus, paper's protocol (random 75/25): accuracy")
     axis.legend(fontsize=7, ncol=3)
     return _save(figure, out / "fig1_within.png")
@@ -142,8 +162,13 @@ def figure_target_fraction(summary: pd.DataFrame, out: Path) -> Path | None:
         for model, data in frame[frame["target"] == target].groupby("model"):
             data = data.sort_values("fraction")
             line = axis.plot(100 * data["fraction"], 100 * data["uar"], marker="o", label=model)[0]
-            axis.fill_between(100 * data["fraction"], 100 * data["uar_ci_low"], 100 * data["uar_ci_high"],
-                              alpha=0.15, color=line.get_color())
+            axis.fill_between(
+                100 * data["fraction"],
+                100 * data["uar_ci_low"],
+                100 * data["uar_ci_high"],
+                alpha=0.15,
+                color=line.get_color(),
+            )
             base = within[(within["target"] == target) & (within["model"] == model)]["uar"]
             if len(base):
                 axis.axhline(100 * base.iloc[0], color=line.get_color(), ls="--", lw=0.8)
@@ -157,7 +182,9 @@ def figure_target_fraction(summary: pd.DataFrame, out: Path) -> Path | None:
 
 def figure_heatmap(summary: pd.DataFrame, out: Path, model: str) -> Path | None:
     cross = summary[(summary["scenario"] == "single_source") & (summary["model"] == model)]
-    within = summary[(summary["scenario"] == "within") & (summary["protocol"] == "speaker") & (summary["model"] == model)]
+    within = summary[
+        (summary["scenario"] == "within") & (summary["protocol"] == "speaker") & (summary["model"] == model)
+    ]
     if cross.empty:
         return None
     cells = pd.concat([cross, within.assign(source=within["target"])])
@@ -194,8 +221,10 @@ def _cell(row: dict, column: str) -> str:
 
 
 def table(frame: pd.DataFrame, columns: list[str]) -> str:
-    lines = ["| " + " | ".join(columns + ["accuracy % [95% CI]", "majority %", "UAR % [95% CI]", "seeds"]) + " |",
-             "|" + "---|" * (len(columns) + 4)]
+    lines = [
+        "| " + " | ".join(columns + ["accuracy % [95% CI]", "majority %", "UAR % [95% CI]", "seeds"]) + " |",
+        "|" + "---|" * (len(columns) + 4),
+    ]
     for row in frame.to_dict("records"):
         cells = [_cell(row, c) for c in columns]
         cells += [_pct(row, "accuracy"), f"{100 * row['majority_rate']:.1f}", _pct(row, "uar"), str(row["seeds"])]
@@ -204,20 +233,25 @@ def table(frame: pd.DataFrame, columns: list[str]) -> str:
 
 
 def paper_comparison(summary: pd.DataFrame, dbn: str, sae: str) -> str:
-    frame = summary[(summary["scenario"] == "within") & (summary["protocol"] == "random")].set_index(["target", "model"])
-    lines = ["| corpus | paper DBN acc. | our DBN acc. | paper SAE+SVM acc. | our SAE+SVM acc. | majority % | our DBN UAR |",
-             "|---|---|---|---|---|---|---|"]
+    frame = summary[(summary["scenario"] == "within") & (summary["protocol"] == "random")].set_index(
+        ["target", "model"]
+    )
+    lines = [
+        "| corpus | paper DBN acc. | our DBN acc. | paper SAE+SVM acc. | our SAE+SVM acc. | majority % | our DBN UAR |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for corpus in dict.fromkeys(summary["target"]):
         paper = PAPER_WITHIN.get(corpus, (None, None))
-        ours = lambda m, k: f"{100 * frame.loc[(corpus, m), k]:.2f}" if (corpus, m) in frame.index else "-"
+        ours = lambda m, k, c=corpus: f"{100 * frame.loc[(c, m), k]:.2f}" if (c, m) in frame.index else "-"
         majority = f"{100 * frame.loc[(corpus, dbn), 'majority_rate']:.1f}" if (corpus, dbn) in frame.index else "-"
-        lines.append(f"| {corpus} | {paper[0] or '-'} | {ours(dbn, 'accuracy')} | {paper[1] or '-'} | "
-                     f"{ours(sae, 'accuracy')} | {majority} | {ours(dbn, 'uar')} |")
+        lines.append(
+            f"| {corpus} | {paper[0] or '-'} | {ours(dbn, 'accuracy')} | {paper[1] or '-'} | "
+            f"{ours(sae, 'accuracy')} | {majority} | {ours(dbn, 'uar')} |"
+        )
     return "\n".join(lines)
 
 
-def write_report(results: pd.DataFrame, out: str | Path = "reports", dbn: str | None = None,
-                 header: str = "") -> dict:
+def write_report(results: pd.DataFrame, out: str | Path = "reports", dbn: str | None = None, header: str = "") -> dict:
     """Write metrics.json (the headline numbers DVC compares), metrics_detail.json (every cell),
     the figures, the plot data and report.md; return the headline numbers."""
     out = Path(out)
@@ -230,20 +264,26 @@ def write_report(results: pd.DataFrame, out: str | Path = "reports", dbn: str | 
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     (out / "metrics_detail.json").write_text(json.dumps(detail_metrics(summary), indent=1))
     figures = out / "figures"
-    made = [figure_within(summary, figures), figure_pairs(summary, "single_source", "Fig. 2: single source: UAR",
-                                                          figures / "fig2_single_source.png"),
-            figure_target_fraction(summary, figures),
-            figure_pairs(summary, "multi_source", "Fig. 4a: several languages together: UAR",
-                         figures / "fig4a_multi_source.png"),
-            figure_pairs(summary, "leave_one_out", "Fig. 4b: leave one corpus out: UAR",
-                         figures / "fig4b_leave_one_out.png"),
-            figure_heatmap(summary, figures, dbn)]
+    made = [
+        figure_within(summary, figures),
+        figure_pairs(summary, "single_source", "Fig. 2: single source: UAR", figures / "fig2_single_source.png"),
+        figure_target_fraction(summary, figures),
+        figure_pairs(
+            summary, "multi_source", "Fig. 4a: several languages together: UAR", figures / "fig4a_multi_source.png"
+        ),
+        figure_pairs(
+            summary, "leave_one_out", "Fig. 4b: leave one corpus out: UAR", figures / "fig4b_leave_one_out.png"
+        ),
+        figure_heatmap(summary, figures, dbn),
+    ]
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
     summary[summary["scenario"] == "target_fraction"][["target", "model", "fraction", "uar", "accuracy"]].to_csv(
-        plots / "target_fraction.csv", index=False)
+        plots / "target_fraction.csv", index=False
+    )
     summary[summary["scenario"] == "within"][["protocol", "target", "model", "accuracy", "uar"]].to_csv(
-        plots / "within.csv", index=False)
+        plots / "within.csv", index=False
+    )
     (out / "report.md").write_text(markdown(summary, results, made, dbn, sae, header, out))
     return metrics
 
@@ -251,7 +291,6 @@ def write_report(results: pd.DataFrame, out: str | Path = "reports", dbn: str | 
 def findings(summary: pd.DataFrame, dbn: str, baseline: str = "svm") -> list[str]:
     """The questions the paper asks, answered from these runs."""
     notes = []
-    by = summary.set_index(["scenario", "protocol", "source", "target", "fraction", "model"])["uar"]
     if baseline in summary["model"].values:
         wins = losses = 0
         worst = []
@@ -266,21 +305,29 @@ def findings(summary: pd.DataFrame, dbn: str, baseline: str = "svm") -> list[str
         notes.append(f"{dbn} beats eGeMAPS + {baseline} in UAR in {wins} of {wins + losses} configurations.")
         if worst:
             worst.sort(reverse=True)
-            notes.append("Largest losses: " + "; ".join(f"{name} by {100 * gap:.1f} points" for gap, name in worst[:5]) + ".")
-    single = summary[(summary["scenario"] == "single_source") & (summary["model"] == dbn)].groupby("target")["uar"].mean()
+            notes.append(
+                "Largest losses: " + "; ".join(f"{name} by {100 * gap:.1f} points" for gap, name in worst[:5]) + "."
+            )
+    single = (
+        summary[(summary["scenario"] == "single_source") & (summary["model"] == dbn)].groupby("target")["uar"].mean()
+    )
     multi = summary[(summary["scenario"] == "multi_source") & (summary["model"] == dbn)].groupby("target")["uar"].mean()
     loco = summary[(summary["scenario"] == "leave_one_out") & (summary["model"] == dbn)].set_index("target")["uar"]
     for target in loco.index:
         if target in single and target in multi:
-            notes.append(f"{target}: mean UAR with one source {100 * single[target]:.1f}, two languages "
-                         f"{100 * multi[target]:.1f}, all others {100 * loco[target]:.1f}.")
+            notes.append(
+                f"{target}: mean UAR with one source {100 * single[target]:.1f}, two languages "
+                f"{100 * multi[target]:.1f}, all others {100 * loco[target]:.1f}."
+            )
     fraction = summary[(summary["scenario"] == "target_fraction") & (summary["model"] == dbn)]
     for target, data in fraction.groupby("target"):
         data = data.sort_values("fraction")
         if target in loco:
-            notes.append(f"{target}: UAR with no target data {100 * loco[target]:.1f}, with "
-                         f"{100 * data['fraction'].iloc[0]:.0f}% {100 * data['uar'].iloc[0]:.1f}, with "
-                         f"{100 * data['fraction'].iloc[-1]:.0f}% {100 * data['uar'].iloc[-1]:.1f}.")
+            notes.append(
+                f"{target}: UAR with no target data {100 * loco[target]:.1f}, with "
+                f"{100 * data['fraction'].iloc[0]:.0f}% {100 * data['uar'].iloc[0]:.1f}, with "
+                f"{100 * data['fraction'].iloc[-1]:.0f}% {100 * data['uar'].iloc[-1]:.1f}."
+            )
     return notes
 
 
@@ -289,24 +336,36 @@ def provenance(results: pd.DataFrame) -> str:
 
     tags = provenance_tags(sorted(set(results["target"])))
     how = f"`dvc exp run` (experiment `{tags['dvc_experiment']}`)" if "dvc_experiment" in tags else "`dvc repro`"
-    return (f"Produced by {how} (stages `experiment@*` and `report`) at commit `{tags['git_commit']}`, "
-            f"data.dvc md5 `{tags['data_dvc_md5']}`, corpora {tags['corpora']}; "
-            f"{len(results)} runs, models {', '.join(sorted(set(results['model'])))}, "
-            f"seeds {', '.join(str(s) for s in sorted(set(results['seed'])))}.")
+    return (
+        f"Produced by {how} (stages `experiment@*` and `report`) at commit `{tags['git_commit']}`, "
+        f"data.dvc md5 `{tags['data_dvc_md5']}`, corpora {tags['corpora']}; "
+        f"{len(results)} runs, models {', '.join(sorted(set(results['model'])))}, "
+        f"seeds {', '.join(str(s) for s in sorted(set(results['seed'])))}."
+    )
 
 
 def markdown(summary, results, figures, dbn, sae, header, out: Path) -> str:
-    parts = ["# crossemo: reproduction report", header, provenance(results),
-             "Accuracy is the paper's metric; read it against the majority-class rate of each test set. "
-             "UAR (unweighted average recall) is the field's standard. Brackets: 95% confidence intervals "
-             "over seeds (Student's t; folds are averaged within a seed; n/a with a single seed).",
-             "## Within corpus against the paper (Table/Fig. 1, paper's protocol: random 75/25)",
-             paper_comparison(summary, dbn, sae),
-             "## Findings", "\n".join(f"- {n}" for n in findings(summary, dbn)),
-             "## Figures", "\n".join(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures if p)]
-    titles = {"within": "Within corpus (random: the paper's protocol; speaker: speaker-grouped folds)",
-              "single_source": "Single source", "target_fraction": "Target fraction (all other corpora as source)",
-              "multi_source": "Multi-source (several languages)", "leave_one_out": "Leave one corpus out"}
+    parts = [
+        "# crossemo: reproduction report",
+        header,
+        provenance(results),
+        "Accuracy is the paper's metric; read it against the majority-class rate of each test set. "
+        "UAR (unweighted average recall) is the field's standard. Brackets: 95% confidence intervals "
+        "over seeds (Student's t; folds are averaged within a seed; n/a with a single seed).",
+        "## Within corpus against the paper (Table/Fig. 1, paper's protocol: random 75/25)",
+        paper_comparison(summary, dbn, sae),
+        "## Findings",
+        "\n".join(f"- {n}" for n in findings(summary, dbn)),
+        "## Figures",
+        "\n".join(f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures if p),
+    ]
+    titles = {
+        "within": "Within corpus (random: the paper's protocol; speaker: speaker-grouped folds)",
+        "single_source": "Single source",
+        "target_fraction": "Target fraction (all other corpora as source)",
+        "multi_source": "Multi-source (several languages)",
+        "leave_one_out": "Leave one corpus out",
+    }
     for scenario, title in titles.items():
         frame = summary[summary["scenario"] == scenario]
         if frame.empty:
@@ -334,9 +393,17 @@ def comparison_markdown(compared: pd.DataFrame, before: str, after: str, metric:
     columns = ["scenario", "protocol", "model", "source", "target"]
     if (compared["fraction"].fillna(0) > 0).any():  # target-fraction rows differ by their share of the target alone
         columns.append("fraction")
-    lines = ["| " + " | ".join(columns + [f"{metric} % {before}", f"{metric} % {after}", "change"]) + " |",
-             "|" + "---|" * (len(columns) + 3)]
+    lines = [
+        "| " + " | ".join(columns + [f"{metric} % {before}", f"{metric} % {after}", "change"]) + " |",
+        "|" + "---|" * (len(columns) + 3),
+    ]
     for row in compared.to_dict("records"):
-        lines.append("| " + " | ".join([_cell(row, c) for c in columns] + [
-            f"{100 * row['before']:.1f}", f"{100 * row['after']:.1f}", f"{100 * row['change']:+.1f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [_cell(row, c) for c in columns]
+                + [f"{100 * row['before']:.1f}", f"{100 * row['after']:.1f}", f"{100 * row['change']:+.1f}"]
+            )
+            + " |"
+        )
     return "\n".join(lines)

@@ -58,7 +58,8 @@ def score_files(model, files: list[Path], features: FeatureSettings, progress: b
     scored = pd.DataFrame(columns=ANSWER_COLUMNS[1:5], index=good)
     if good:
         scored = model.predict(pd.DataFrame(values[good].astype("float64"), columns=feature_names())).set_index(
-            pd.Index(good))
+            pd.Index(good)
+        )
     answer = scored.reindex(range(len(files)))  # bad files: empty answer fields
     answer.insert(0, "file", [str(f) for f in files])
     answer["error"] = [bad.get(i) for i in range(len(files))]

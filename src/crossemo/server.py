@@ -45,10 +45,11 @@ class RequestGuard:
                 break
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in ("application/json", "text/csv"):
-            return await _reply(send, 415, f"Content-Type {content_type or '(none)'}: send application/json "
-                                           "(or text/csv)")
+            return await _reply(
+                send, 415, f"Content-Type {content_type or '(none)'}: send application/json (or text/csv)"
+            )
         if not body.strip():
-            return await _reply(send, 400, "empty request body: send {\"dataframe_records\": [...]}")
+            return await _reply(send, 400, 'empty request body: send {"dataframe_records": [...]}')
         if content_type == "application/json":
             problem = _json_problem(bytes(body))
             if problem:
@@ -56,19 +57,21 @@ class RequestGuard:
         return await self.app(scope, _replay(bytes(body)), send)
 
     def _too_large(self, size: int) -> str:
-        return (f"request body too large: {size} bytes > {self.max_body}; send fewer rows per request "
-                f"(the server's limit: {MAX_BODY_ENV})")
+        return (
+            f"request body too large: {size} bytes > {self.max_body}; send fewer rows per request "
+            f"(the server's limit: {MAX_BODY_ENV})"
+        )
 
 
 def _json_problem(body: bytes) -> str | None:
     try:
         parsed = json.loads(body)
     except RecursionError:
-        return "JSON nested too deeply: send {\"dataframe_records\": [...]} or {\"dataframe_split\": {...}}"
+        return 'JSON nested too deeply: send {"dataframe_records": [...]} or {"dataframe_split": {...}}'
     except (ValueError, UnicodeDecodeError) as error:
         return f"invalid JSON: {error}"
     if not isinstance(parsed, dict):
-        return f"the JSON body must be an object such as {{\"dataframe_records\": [...]}}, not {type(parsed).__name__}"
+        return f'the JSON body must be an object such as {{"dataframe_records": [...]}}, not {type(parsed).__name__}'
     return None
 
 
@@ -88,8 +91,13 @@ def _replay(body: bytes):
 async def _reply(send, status: int, message: str) -> None:
     codes = {400: "BAD_REQUEST", 413: "REQUEST_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE"}
     payload = json.dumps({"error_code": codes[status], "message": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 

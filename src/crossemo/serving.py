@@ -61,8 +61,9 @@ class ValencePipeline:
 
     def predict_features(self, x: np.ndarray) -> pd.DataFrame:
         proba = self.model.predict_proba((x - self.mean_) / self.scale_)
-        return pd.DataFrame({"valence": self.model.classes_[proba.argmax(1)],
-                             "p_negative": proba[:, 0], "p_positive": proba[:, 1]})
+        return pd.DataFrame(
+            {"valence": self.model.classes_[proba.argmax(1)], "p_negative": proba[:, 0], "p_positive": proba[:, 1]}
+        )
 
 
 def _bad(message: str) -> MlflowException:
@@ -75,8 +76,10 @@ def rows_to_features(pipeline: ValencePipeline, frame: pd.DataFrame) -> np.ndarr
     known = set(AUDIO_COLUMNS) | set(names)
     if not known & set(frame.columns):
         # MLflow drops columns outside the signature before the model sees them.
-        raise _bad("missing columns: send audio_base64 (a base64 WAV), audio_path, or the 88 eGeMAPS columns by "
-                   "openSMILE's names; unknown columns are ignored")
+        raise _bad(
+            "missing columns: send audio_base64 (a base64 WAV), audio_path, or the 88 eGeMAPS columns by "
+            "openSMILE's names; unknown columns are ignored"
+        )
     if len(frame) == 0:
         raise _bad("empty request: send at least one row")
     if len(frame) > MAX_ROWS:
@@ -95,9 +98,11 @@ def rows_to_features(pipeline: ValencePipeline, frame: pd.DataFrame) -> np.ndarr
                 out[i] = _feature_row(row, names, i)
             else:
                 missing = [c for c in names if c not in present or pd.isna(row.get(c))]
-                raise _bad(f"row {i}: missing columns: give audio_base64 (a base64 WAV), audio_path, or all 88 "
-                           f"eGeMAPS columns by openSMILE's names ({len(missing)} missing, e.g. {missing[0]}); "
-                           "columns outside the model's signature are ignored")
+                raise _bad(
+                    f"row {i}: missing columns: give audio_base64 (a base64 WAV), audio_path, or all 88 "
+                    f"eGeMAPS columns by openSMILE's names ({len(missing)} missing, e.g. {missing[0]}); "
+                    "columns outside the model's signature are ignored"
+                )
         except BadAudio as bad:
             raise _bad(str(bad)) from None
     return out
@@ -107,8 +112,10 @@ def _check_request_size(frame: pd.DataFrame) -> None:
     if "audio_base64" in frame.columns:
         total = sum(len(v) for v in frame["audio_base64"] if isinstance(v, str)) * 3 // 4
         if total > MAX_REQUEST_AUDIO_BYTES:
-            raise _bad(f"too large: {total // 2**20} MiB of audio in one request > "
-                       f"{MAX_REQUEST_AUDIO_BYTES // 2**20} MiB; send smaller batches")
+            raise _bad(
+                f"too large: {total // 2**20} MiB of audio in one request > "
+                f"{MAX_REQUEST_AUDIO_BYTES // 2**20} MiB; send smaller batches"
+            )
 
 
 def _feature_row(row: dict, names: list[str], i: int) -> np.ndarray:
@@ -117,9 +124,11 @@ def _feature_row(row: dict, names: list[str], i: int) -> np.ndarray:
     for j, name in enumerate(names):
         value = row[name]
         if value is None or (isinstance(value, float) and np.isnan(value)):
-            raise _bad(f"row {i}: missing columns: give audio_base64 (a base64 WAV), audio_path, or all 88 "
-                       f"eGeMAPS columns by openSMILE's names (e.g. {name} is empty); columns outside the "
-                       "model's signature are ignored")
+            raise _bad(
+                f"row {i}: missing columns: give audio_base64 (a base64 WAV), audio_path, or all 88 "
+                f"eGeMAPS columns by openSMILE's names (e.g. {name} is empty); columns outside the "
+                "model's signature are ignored"
+            )
         if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.number)):
             raise _bad(f"row {i}: {name} must be a number, not {type(value).__name__}")
         if not np.isfinite(value) or abs(value) > 1e12:
@@ -135,8 +144,10 @@ def allowed_path(path: str, row: int) -> Path:
     learn which files exist on the server, nor make it read them."""
     root = os.environ.get(AUDIO_ROOT_ENV)
     if not root:
-        raise _bad(f"row {row}: audio_path is disabled on this server; send audio_base64 (a base64 WAV), or "
-                   f"start the server with an allowed folder (crossemo serve --audio-root DIR, or {AUDIO_ROOT_ENV})")
+        raise _bad(
+            f"row {row}: audio_path is disabled on this server; send audio_base64 (a base64 WAV), or "
+            f"start the server with an allowed folder (crossemo serve --audio-root DIR, or {AUDIO_ROOT_ENV})"
+        )
     root_path = Path(root).resolve()
     if "\0" in path or ".." in Path(path).parts:
         raise _bad(f"row {row}: audio_path must not contain '..' or NUL")
@@ -180,6 +191,10 @@ def signature():
 
     inputs = [ColSpec("string", c, required=False) for c in AUDIO_COLUMNS]
     inputs += [ColSpec("double", c, required=False) for c in feature_names()]
-    outputs = [ColSpec("string", "valence"), ColSpec("double", "p_negative"), ColSpec("double", "p_positive"),
-               ColSpec("string", "model_version")]
+    outputs = [
+        ColSpec("string", "valence"),
+        ColSpec("double", "p_negative"),
+        ColSpec("double", "p_positive"),
+        ColSpec("string", "model_version"),
+    ]
     return ModelSignature(Schema(inputs), Schema(outputs))

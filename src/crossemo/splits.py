@@ -65,7 +65,11 @@ def within_random(table: pd.DataFrame, corpus: str, seed: int, test_size: float 
     rows = _rows(table, corpus)
     y = table["valence"].to_numpy()[rows]
     train, test = next(StratifiedShuffleSplit(1, test_size=test_size, random_state=seed).split(rows, y))
-    return [Split(rows[train], rows[test], corpus, corpus, speaker_disjoint=_speaker_disjoint(table, rows[train], rows[test]))]
+    return [
+        Split(
+            rows[train], rows[test], corpus, corpus, speaker_disjoint=_speaker_disjoint(table, rows[train], rows[test])
+        )
+    ]
 
 
 def within_speaker_folds(table: pd.DataFrame, corpus: str, seed: int, folds: int = 5) -> list[Split]:
@@ -79,8 +83,10 @@ def within_speaker_folds(table: pd.DataFrame, corpus: str, seed: int, folds: int
     order = np.random.default_rng(seed).permutation(sorted(set(speakers)))
     rank = {s: i for i, s in enumerate(order)}
     groups = np.array([rank[s] for s in speakers])
-    return [Split(rows[tr], rows[te], corpus, corpus, fold=i)
-            for i, (tr, te) in enumerate(GroupKFold(n_splits=k).split(rows, groups=groups))]
+    return [
+        Split(rows[tr], rows[te], corpus, corpus, fold=i)
+        for i, (tr, te) in enumerate(GroupKFold(n_splits=k).split(rows, groups=groups))
+    ]
 
 
 def within_sessions(table: pd.DataFrame, corpus: str, sessions: tuple[int, int] = (1, 2)) -> list[Split]:
@@ -92,9 +98,13 @@ def within_sessions(table: pd.DataFrame, corpus: str, sessions: tuple[int, int] 
     session = table["session"].to_numpy()[rows]
     a, b = (rows[session == s] for s in sessions)
     if not len(a) or not len(b):
-        raise UserError(f"{corpus} lacks session {sessions[0] if not len(a) else sessions[1]} for the two-session protocol")
-    return [Split(a, b, corpus, corpus, fold=0, notes=f"session {sessions[0]} -> {sessions[1]}"),
-            Split(b, a, corpus, corpus, fold=1, notes=f"session {sessions[1]} -> {sessions[0]}")]
+        raise UserError(
+            f"{corpus} lacks session {sessions[0] if not len(a) else sessions[1]} for the two-session protocol"
+        )
+    return [
+        Split(a, b, corpus, corpus, fold=0, notes=f"session {sessions[0]} -> {sessions[1]}"),
+        Split(b, a, corpus, corpus, fold=1, notes=f"session {sessions[1]} -> {sessions[0]}"),
+    ]
 
 
 def cross_corpus(table: pd.DataFrame, sources: list[str], target: str) -> Split:
@@ -104,8 +114,9 @@ def cross_corpus(table: pd.DataFrame, sources: list[str], target: str) -> Split:
     return Split(_rows(table, sources), _rows(table, target), "+".join(sources), target)
 
 
-def target_fraction(table: pd.DataFrame, sources: list[str], target: str, fraction: float, seed: int,
-                    min_test_speakers: int = 2) -> Split:
+def target_fraction(
+    table: pd.DataFrame, sources: list[str], target: str, fraction: float, seed: int, min_test_speakers: int = 2
+) -> Split:
     """Sources plus `fraction` of the target in training; the rest of the target tests.
 
     The target slice is made of whole speakers whenever the target has enough of them (keeping at
@@ -128,13 +139,25 @@ def target_fraction(table: pd.DataFrame, sources: list[str], target: str, fracti
     achieved = total / len(rows)
     if taken and abs(achieved - fraction) <= max(0.5 * fraction, 0.05):
         in_train = np.isin(speakers, taken)
-        return Split(np.concatenate([_rows(table, sources), rows[in_train]]), rows[~in_train], "+".join(sources),
-                     target, fraction=fraction, notes=f"{len(taken)} target speakers, {achieved:.0%} of the target")
+        return Split(
+            np.concatenate([_rows(table, sources), rows[in_train]]),
+            rows[~in_train],
+            "+".join(sources),
+            target,
+            fraction=fraction,
+            notes=f"{len(taken)} target speakers, {achieved:.0%} of the target",
+        )
     y = table["valence"].to_numpy()[rows]
     train, test = next(StratifiedShuffleSplit(1, train_size=fraction, random_state=seed).split(rows, y))
-    return Split(np.concatenate([_rows(table, sources), rows[train]]), rows[test], "+".join(sources), target,
-                 fraction=fraction, speaker_disjoint=False,
-                 notes=f"{target} has too few speakers for a {fraction:.0%} speaker slice: random utterances")
+    return Split(
+        np.concatenate([_rows(table, sources), rows[train]]),
+        rows[test],
+        "+".join(sources),
+        target,
+        fraction=fraction,
+        speaker_disjoint=False,
+        notes=f"{target} has too few speakers for a {fraction:.0%} speaker slice: random utterances",
+    )
 
 
 def normalize(features: np.ndarray, table: pd.DataFrame, split: Split, method: Normalization | str) -> np.ndarray:

@@ -59,8 +59,11 @@ def experiment(name: str, artifacts: Path = ARTIFACTS) -> str:
 
 #: What `dvc exp run` tells its stages about the experiment (DVC sets these in the environment), as
 #: MLflow tags: a row of `dvc exp show` finds its runs with `tags.dvc_experiment = '<name>'`.
-DVC_ENVIRONMENT_TAGS = {"DVC_EXP_NAME": "dvc_experiment", "DVC_EXP_BASELINE_REV": "dvc_baseline_rev",
-                        "DVC_STAGE": "dvc_stage"}
+DVC_ENVIRONMENT_TAGS = {
+    "DVC_EXP_NAME": "dvc_experiment",
+    "DVC_EXP_BASELINE_REV": "dvc_baseline_rev",
+    "DVC_STAGE": "dvc_stage",
+}
 
 
 def dvc_tags() -> dict[str, str]:
@@ -72,8 +75,11 @@ def provenance_tags(corpora: list[str]) -> dict[str, str]:
     what a run was made from."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True).stdout.strip())
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+            ).stdout.strip()
+        )
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", False
     data = Path("data.dvc")
@@ -81,8 +87,12 @@ def provenance_tags(corpora: list[str]) -> dict[str, str]:
     if data.is_file():
         outs = (yaml.safe_load(data.read_text()) or {}).get("outs") or [{}]
         data_hash = str(outs[0].get("md5", "unknown"))
-    return {"git_commit": commit + ("+dirty" if dirty else ""), "data_dvc_md5": data_hash,
-            "corpora": ",".join(sorted(corpora)), **dvc_tags()}
+    return {
+        "git_commit": commit + ("+dirty" if dirty else ""),
+        "data_dvc_md5": data_hash,
+        "corpora": ",".join(sorted(corpora)),
+        **dvc_tags(),
+    }
 
 
 def flatten(params: dict, prefix: str = "") -> dict[str, str]:
@@ -95,7 +105,6 @@ def flatten(params: dict, prefix: str = "") -> dict[str, str]:
         else:
             flat[name] = str(value)[:500]
     return flat
-
 
 
 class BatchedMLFlowLogger(MLFlowLogger):
@@ -119,4 +128,4 @@ class BatchedMLFlowLogger(MLFlowLogger):
     def finalize(self, status: str = "success") -> None:
         pending, self._pending = self._pending, []
         for start in range(0, len(pending), self.BATCH):
-            self.experiment.log_batch(self.run_id, metrics=pending[start:start + self.BATCH])
+            self.experiment.log_batch(self.run_id, metrics=pending[start : start + self.BATCH])

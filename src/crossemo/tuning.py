@@ -18,10 +18,10 @@ import pandas as pd
 import yaml
 
 from . import tracking
-from .metrics import evaluate
-from .splits import speaker_keys, validation_split
-from .models import DBNValence
 from .errors import ConfigError, UserError
+from .metrics import evaluate
+from .models import DBNValence
+from .splits import speaker_keys, validation_split
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,15 @@ class SearchSpace:
     batch_size: tuple[int, ...] = (32, 64, 128, 256)
 
     def __post_init__(self):
-        for name in ("layers", "units", "pretrain_learning_rate", "finetune_learning_rate", "pretrain_epochs",
-                     "cd_steps", "batch_size"):
+        for name in (
+            "layers",
+            "units",
+            "pretrain_learning_rate",
+            "finetune_learning_rate",
+            "pretrain_epochs",
+            "cd_steps",
+            "batch_size",
+        ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
     def sample(self, trial: optuna.Trial) -> dict:
@@ -47,11 +54,16 @@ class SearchSpace:
         batch = trial.suggest_categorical("batch_size", list(self.batch_size))
         return {
             "hidden": hidden,
-            "pretrain": {"learning_rate": trial.suggest_float("pretrain_learning_rate", *self.pretrain_learning_rate, log=True),
-                         "epochs": trial.suggest_int("pretrain_epochs", *self.pretrain_epochs, log=True),
-                         "cd_steps": trial.suggest_int("cd_steps", *self.cd_steps), "batch_size": batch},
-            "finetune": {"learning_rate": trial.suggest_float("finetune_learning_rate", *self.finetune_learning_rate, log=True),
-                         "batch_size": batch},
+            "pretrain": {
+                "learning_rate": trial.suggest_float("pretrain_learning_rate", *self.pretrain_learning_rate, log=True),
+                "epochs": trial.suggest_int("pretrain_epochs", *self.pretrain_epochs, log=True),
+                "cd_steps": trial.suggest_int("cd_steps", *self.cd_steps),
+                "batch_size": batch,
+            },
+            "finetune": {
+                "learning_rate": trial.suggest_float("finetune_learning_rate", *self.finetune_learning_rate, log=True),
+                "batch_size": batch,
+            },
         }
 
 
@@ -81,19 +93,30 @@ def storage(url: str) -> optuna.storages.RDBStorage:
     """RDB storage with a heartbeat: a trial whose worker died is failed, not left running forever."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=90,
-                                      engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {})
+    return optuna.storages.RDBStorage(
+        url,
+        heartbeat_interval=30,
+        grace_period=90,
+        engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
+    )
 
 
 def open_study(settings: TuneSettings, resume: bool) -> optuna.Study:
     store = storage(settings.storage)
     exists = settings.study_name in [s.study_name for s in optuna.get_all_study_summaries(store)]
     if exists and not resume:
-        raise UserError(f"study {settings.study_name!r} already exists in {settings.storage}: "
-                         "pass --resume to continue it, or --study-name for a new one")
-    return optuna.create_study(storage=store, study_name=settings.study_name, direction="maximize", load_if_exists=True,
-                               sampler=optuna.samplers.TPESampler(seed=None if exists else settings.seed),
-                               pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3))
+        raise UserError(
+            f"study {settings.study_name!r} already exists in {settings.storage}: "
+            "pass --resume to continue it, or --study-name for a new one"
+        )
+    return optuna.create_study(
+        storage=store,
+        study_name=settings.study_name,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=None if exists else settings.seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3),
+    )
 
 
 def prepare(settings: TuneSettings, resume: bool, tracking_uri: str | None = None) -> optuna.Study:
@@ -106,27 +129,36 @@ def prepare(settings: TuneSettings, resume: bool, tracking_uri: str | None = Non
 
 
 class Objective:
-    def __init__(self, x: np.ndarray, table: pd.DataFrame, settings: TuneSettings, parent_run_id: str,
-                 experiment_id: str):
+    def __init__(
+        self, x: np.ndarray, table: pd.DataFrame, settings: TuneSettings, parent_run_id: str, experiment_id: str
+    ):
         self.x, self.table, self.settings = x, table, settings
         self.parent_run_id, self.experiment_id = parent_run_id, experiment_id
-        self.train, self.val = validation_split(table["valence"].to_numpy(), speaker_keys(table).to_numpy(),
-                                                settings.validation_fraction, settings.seed)
+        self.train, self.val = validation_split(
+            table["valence"].to_numpy(), speaker_keys(table).to_numpy(), settings.validation_fraction, settings.seed
+        )
 
     def __call__(self, trial: optuna.Trial) -> float:
         from optuna_integration import PyTorchLightningPruningCallback
 
         config = self.settings.space.sample(trial)
-        config["finetune"].update(max_epochs=self.settings.finetune_max_epochs, patience=self.settings.finetune_patience)
+        config["finetune"].update(
+            max_epochs=self.settings.finetune_max_epochs, patience=self.settings.finetune_patience
+        )
         tags = {"mlflow.parentRunId": self.parent_run_id, "trial": str(trial.number)}
         # A nested run does not inherit its parent's experiment: name it.
-        with mlflow.start_run(experiment_id=self.experiment_id, run_name=f"trial {trial.number}", nested=True,
-                              tags=tags) as run:
+        with mlflow.start_run(
+            experiment_id=self.experiment_id, run_name=f"trial {trial.number}", nested=True, tags=tags
+        ) as run:
             mlflow.log_params(tracking.flatten(config))
             labels = self.table["valence"].to_numpy()
             groups = speaker_keys(self.table).to_numpy()
-            model = DBNValence(**config, pretrain_data="train", seed=self.settings.seed,
-                               callbacks=[PyTorchLightningPruningCallback(trial, "finetune/val_uar")])
+            model = DBNValence(
+                **config,
+                pretrain_data="train",
+                seed=self.settings.seed,
+                callbacks=[PyTorchLightningPruningCallback(trial, "finetune/val_uar")],
+            )
             try:
                 model.fit(self.x[self.train], labels[self.train], groups=groups[self.train])
             except optuna.TrialPruned:
@@ -144,30 +176,63 @@ def best_params_yaml(study: optuna.Study, settings: TuneSettings) -> dict:
     best = study.best_trial
     p = best.params
     hidden = [p[f"units_{i}"] for i in range(p["layers"])]
-    return {"models": {"dbn_tuned": {
-        "model": "dbn", "hidden": hidden, "pretrain_data": "train+unlabeled",
-        "pretrain": {"learning_rate": p["pretrain_learning_rate"], "epochs": p["pretrain_epochs"],
-                     "cd_steps": p["cd_steps"], "batch_size": p["batch_size"]},
-        "finetune": {"learning_rate": p["finetune_learning_rate"], "batch_size": p["batch_size"],
-                     "max_epochs": settings.finetune_max_epochs, "patience": settings.finetune_patience},
-    }}, "tuning_result": {"study": settings.study_name, "trial": best.number, "validation_uar": best.value,
-                          "corpora": list(settings.corpora)}}
+    return {
+        "models": {
+            "dbn_tuned": {
+                "model": "dbn",
+                "hidden": hidden,
+                "pretrain_data": "train+unlabeled",
+                "pretrain": {
+                    "learning_rate": p["pretrain_learning_rate"],
+                    "epochs": p["pretrain_epochs"],
+                    "cd_steps": p["cd_steps"],
+                    "batch_size": p["batch_size"],
+                },
+                "finetune": {
+                    "learning_rate": p["finetune_learning_rate"],
+                    "batch_size": p["batch_size"],
+                    "max_epochs": settings.finetune_max_epochs,
+                    "patience": settings.finetune_patience,
+                },
+            }
+        },
+        "tuning_result": {
+            "study": settings.study_name,
+            "trial": best.number,
+            "validation_uar": best.value,
+            "corpora": list(settings.corpora),
+        },
+    }
 
 
-def tune(table: pd.DataFrame, x: np.ndarray, settings: TuneSettings, resume: bool = False,
-         tracking_uri: str | None = None, n_trials: int | None = None) -> optuna.Study:
+def tune(
+    table: pd.DataFrame,
+    x: np.ndarray,
+    settings: TuneSettings,
+    resume: bool = False,
+    tracking_uri: str | None = None,
+    n_trials: int | None = None,
+) -> optuna.Study:
     """Run (or resume) the study in this process until it holds n_trials finished trials."""
     study = open_study(settings, resume)
     target = n_trials or settings.n_trials
     done = len([t for t in study.trials if t.state.is_finished()])
     tracking.configure(tracking_uri)
     experiment_id = tracking.experiment("crossemo-tuning")
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"study {settings.study_name}",
-                          tags={**tracking.provenance_tags(list(settings.corpora)), "study": settings.study_name}) as parent:
+    with mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=f"study {settings.study_name}",
+        tags={**tracking.provenance_tags(list(settings.corpora)), "study": settings.study_name},
+    ) as parent:
         objective = Objective(x, table, settings, parent.info.run_id, experiment_id)
         # MaxTrialsCallback counts across workers: together they stop at the target.
-        study.optimize(objective, n_trials=max(0, target - done), timeout=settings.timeout, catch=(),
-                       callbacks=[optuna.study.MaxTrialsCallback(target, states=None)])
+        study.optimize(
+            objective,
+            n_trials=max(0, target - done),
+            timeout=settings.timeout,
+            catch=(),
+            callbacks=[optuna.study.MaxTrialsCallback(target, states=None)],
+        )
     if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         out = Path(settings.output)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,17 @@ import pandas as pd
 from . import aibo, cremad, emodb, emovo, iemocap, manifest, ravdess, savee, tess, urdu
 from .schema import COLUMNS, CorpusError, Emotion, Gender, Valence
 
-__all__ = ["LOADERS", "COLUMNS", "CorpusError", "Emotion", "Gender", "Valence", "ValenceMap",
-           "PAPER_VALENCE", "load_corpus"]
+__all__ = [
+    "LOADERS",
+    "COLUMNS",
+    "CorpusError",
+    "Emotion",
+    "Gender",
+    "Valence",
+    "ValenceMap",
+    "PAPER_VALENCE",
+    "load_corpus",
+]
 
 
 @dataclass(frozen=True)
@@ -47,10 +56,12 @@ class ValenceMap:
 
 
 #: Table 1 of Latif et al. (2018), as held in params.yaml.
-PAPER_VALENCE = ValenceMap.from_dict({
-    "negative": ["anger", "sadness", "fear", "disgust", "boredom"],
-    "positive": ["neutral", "happiness", "surprise", "calm"],
-})
+PAPER_VALENCE = ValenceMap.from_dict(
+    {
+        "negative": ["anger", "sadness", "fear", "disgust", "boredom"],
+        "positive": ["neutral", "happiness", "surprise", "calm"],
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -66,13 +77,29 @@ LOADERS: dict[str, Loader] = {
     "savee": Loader(savee.scan, "english", description="SAVEE, British English acted speech"),
     "emovo": Loader(emovo.scan, "italian", description="EMOVO, Italian acted speech"),
     "urdu": Loader(urdu.scan, "urdu", description="URDU, Urdu talk-show speech"),
-    "iemocap": Loader(iemocap.scan, "english", ValenceMap.from_dict({
-        # The paper's IEMOCAP row: everything else is excluded.
-        "negative": ["anger", "sadness"], "positive": ["neutral", "happiness", "excitement"],
-    }), description="IEMOCAP, English dyadic sessions"),
-    "aibo": Loader(aibo.scan, "german", ValenceMap.from_dict({
-        "negative": ["negative", "anger", "emphatic"], "positive": ["idle", "neutral", "positive", "rest"],
-    }), description="FAU-AIBO, German children (IS2009 challenge)"),
+    "iemocap": Loader(
+        iemocap.scan,
+        "english",
+        ValenceMap.from_dict(
+            {
+                # The paper's IEMOCAP row: everything else is excluded.
+                "negative": ["anger", "sadness"],
+                "positive": ["neutral", "happiness", "excitement"],
+            }
+        ),
+        description="IEMOCAP, English dyadic sessions",
+    ),
+    "aibo": Loader(
+        aibo.scan,
+        "german",
+        ValenceMap.from_dict(
+            {
+                "negative": ["negative", "anger", "emphatic"],
+                "positive": ["idle", "neutral", "positive", "rest"],
+            }
+        ),
+        description="FAU-AIBO, German children (IS2009 challenge)",
+    ),
     "ravdess": Loader(ravdess.scan, "english", description="RAVDESS speech, North American acted"),
     "tess": Loader(tess.scan, "english", description="TESS, Toronto older/younger actress"),
     "cremad": Loader(cremad.scan, "english", description="CREMA-D, crowd-rated acted speech"),
@@ -80,8 +107,9 @@ LOADERS: dict[str, Loader] = {
 }
 
 
-def load_corpus(name: str, root: str | Path, valence: ValenceMap | Mapping | None = None,
-                corpus: str | None = None, **options) -> pd.DataFrame:
+def load_corpus(
+    name: str, root: str | Path, valence: ValenceMap | Mapping | None = None, corpus: str | None = None, **options
+) -> pd.DataFrame:
     """Read corpus `name` (a key of LOADERS) at `root` into the common table.
 
     `valence` overrides the corpus' mapping (default: its own, else the paper's Table 1);

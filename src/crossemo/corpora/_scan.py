@@ -13,7 +13,9 @@ def require_dir(corpus: str, root: Path, expected: str) -> Path:
     """Fail with a message that says where the corpus should be, not a bare FileNotFoundError."""
     root = Path(root)
     if not root.is_dir():
-        raise CorpusError(corpus, root, "corpus folder not found", f"{expected} (set corpora.<name>.root in params.yaml)")
+        raise CorpusError(
+            corpus, root, "corpus folder not found", f"{expected} (set corpora.<name>.root in params.yaml)"
+        )
     return root
 
 

@@ -25,8 +25,12 @@ def scan(root: Path, labels: str = "2cl") -> list[dict]:
         raise CorpusError("aibo", root, f"unknown label set {labels!r}", "labels: 2cl or 5cl")
     label_file = next(iter(sorted(root.rglob(f"chunk_labels_{labels}_corpus.txt"))), None)
     if label_file is None:
-        raise CorpusError("aibo", root, f"chunk_labels_{labels}_corpus.txt not found",
-                          "it under labels/IS2009EmotionChallenge/ or at the corpus root")
+        raise CorpusError(
+            "aibo",
+            root,
+            f"chunk_labels_{labels}_corpus.txt not found",
+            "it under labels/IS2009EmotionChallenge/ or at the corpus root",
+        )
     wavs = {p.stem: p for p in audio_files(root)}
     rows = []
     for number, line in enumerate(label_file.read_text(encoding="latin-1").splitlines(), start=1):
@@ -40,12 +44,14 @@ def scan(root: Path, labels: str = "2cl") -> list[dict]:
         m = match("aibo", CHUNK, where, chunk, "<Ohm|Mont>_<child>_<NNN>_<NN>, e.g. Ohm_01_015_00")
         if chunk not in wavs:
             raise CorpusError("aibo", where, f"no audio for chunk {chunk}", f"{chunk}.wav under wav/")
-        rows.append({
-            "speaker": f"{m['school']}_{m['child']}",
-            "gender": Gender.UNKNOWN,
-            "utterance_id": chunk,
-            "path": rel(wavs[chunk], root),
-            "emotion": lookup("aibo", EMOTIONS[labels], code, where, f"{labels} class"),
-            "school": m["school"],
-        })
+        rows.append(
+            {
+                "speaker": f"{m['school']}_{m['child']}",
+                "gender": Gender.UNKNOWN,
+                "utterance_id": chunk,
+                "path": rel(wavs[chunk], root),
+                "emotion": lookup("aibo", EMOTIONS[labels], code, where, f"{labels} class"),
+                "school": m["school"],
+            }
+        )
     return rows

@@ -21,14 +21,16 @@ def scan(root: Path) -> list[dict]:
     rows = []
     for path in audio_files(audio_dir, "*.wav"):
         m = match("cremad", NAME, path, path.stem, "<actor>_<sentence>_<emotion>_<level>, e.g. 1001_DFA_ANG_XX")
-        rows.append({
-            "speaker": m["actor"],
-            "gender": genders.get(m["actor"], Gender.UNKNOWN),
-            "utterance_id": path.stem,
-            "path": rel(path, root),
-            "emotion": lookup("cremad", EMOTIONS, m["emotion"], path, "emotion code"),
-            "sentence": m["sentence"],
-        })
+        rows.append(
+            {
+                "speaker": m["actor"],
+                "gender": genders.get(m["actor"], Gender.UNKNOWN),
+                "utterance_id": path.stem,
+                "path": rel(path, root),
+                "emotion": lookup("cremad", EMOTIONS, m["emotion"], path, "emotion code"),
+                "sentence": m["sentence"],
+            }
+        )
     return rows
 
 

@@ -10,8 +10,13 @@ from .schema import Gender
 
 NAME = re.compile(r"(?P<emotion>[a-z]{3})-(?P<speaker>[fm][1-3])-(?P<sentence>\w+)")
 EMOTIONS = {
-    "dis": "disgust", "gio": "happiness", "neu": "neutral", "pau": "fear",
-    "rab": "anger", "sor": "surprise", "tri": "sadness",
+    "dis": "disgust",
+    "gio": "happiness",
+    "neu": "neutral",
+    "pau": "fear",
+    "rab": "anger",
+    "sor": "surprise",
+    "tri": "sadness",
 }
 
 
@@ -20,12 +25,14 @@ def scan(root: Path) -> list[dict]:
     rows = []
     for path in audio_files(root):
         m = match("emovo", NAME, path, path.stem, "EMO-SPK-SENT, e.g. dis-f1-b1")
-        rows.append({
-            "speaker": m["speaker"],
-            "gender": Gender.FEMALE if m["speaker"].startswith("f") else Gender.MALE,
-            "utterance_id": path.stem,
-            "path": rel(path, root),
-            "emotion": lookup("emovo", EMOTIONS, m["emotion"], path, "emotion code"),
-            "sentence": m["sentence"],
-        })
+        rows.append(
+            {
+                "speaker": m["speaker"],
+                "gender": Gender.FEMALE if m["speaker"].startswith("f") else Gender.MALE,
+                "utterance_id": path.stem,
+                "path": rel(path, root),
+                "emotion": lookup("emovo", EMOTIONS, m["emotion"], path, "emotion code"),
+                "sentence": m["sentence"],
+            }
+        )
     return rows

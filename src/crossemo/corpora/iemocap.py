@@ -12,10 +12,20 @@ from .schema import CorpusError, Gender
 log = logging.getLogger(__name__)
 
 # Fields are parsed from the right: dialog ids such as Ses03M_impro05a break fixed offsets.
-UTTERANCE = re.compile(r"(?P<dialog>Ses(?P<session>0[1-5])[FM]_(?:impro\d\d[ab]?|script\d\d_\d[ab]?))_(?P<speaker>[FM])\d{3}")
+UTTERANCE = re.compile(
+    r"(?P<dialog>Ses(?P<session>0[1-5])[FM]_(?:impro\d\d[ab]?|script\d\d_\d[ab]?))_(?P<speaker>[FM])\d{3}"
+)
 EMOTIONS = {
-    "neu": "neutral", "hap": "happiness", "exc": "excitement", "sad": "sadness", "ang": "anger",
-    "fru": "frustration", "fea": "fear", "sur": "surprise", "dis": "disgust", "oth": "other",
+    "neu": "neutral",
+    "hap": "happiness",
+    "exc": "excitement",
+    "sad": "sadness",
+    "ang": "anger",
+    "fru": "frustration",
+    "fea": "fear",
+    "sur": "surprise",
+    "dis": "disgust",
+    "oth": "other",
     "xxx": "undecided",
 }
 
@@ -24,8 +34,7 @@ def scan(root: Path) -> list[dict]:
     root = require_dir("iemocap", root, "IEMOCAP_full_release with Session1..Session5")
     label_files = sorted(p for p in root.glob("Session[1-5]/dialog/EmoEvaluation/*.txt") if not p.name.startswith("."))
     if not label_files:
-        raise CorpusError("iemocap", root, "no label files found",
-                          "SessionN/dialog/EmoEvaluation/<dialog>.txt")
+        raise CorpusError("iemocap", root, "no label files found", "SessionN/dialog/EmoEvaluation/<dialog>.txt")
     rows, missing = [], 0
     for label_file in label_files:
         for utterance, code in _summary_lines(label_file):
@@ -35,15 +44,17 @@ def scan(root: Path) -> list[dict]:
             if not (root / wav).is_file():
                 missing += 1  # public loaders skip labels without audio; we count them
                 continue
-            rows.append({
-                "speaker": f"Ses{m['session']}{m['speaker']}",
-                "gender": Gender.FEMALE if m["speaker"] == "F" else Gender.MALE,
-                "utterance_id": utterance,
-                "path": wav.as_posix(),
-                "emotion": lookup("iemocap", EMOTIONS, code, label_file, "emotion code"),
-                "session": session,
-                "improvised": "_impro" in m["dialog"],
-            })
+            rows.append(
+                {
+                    "speaker": f"Ses{m['session']}{m['speaker']}",
+                    "gender": Gender.FEMALE if m["speaker"] == "F" else Gender.MALE,
+                    "utterance_id": utterance,
+                    "path": wav.as_posix(),
+                    "emotion": lookup("iemocap", EMOTIONS, code, label_file, "emotion code"),
+                    "session": session,
+                    "improvised": "_impro" in m["dialog"],
+                }
+            )
     if missing:
         log.warning("iemocap: %d labelled utterances have no wav file and were skipped", missing)
     return rows
@@ -56,6 +67,10 @@ def _summary_lines(label_file: Path):
         if line.startswith("["):
             fields = line.split("\t")
             if len(fields) < 3:
-                raise CorpusError("iemocap", label_file, f"malformed summary line {line!r}",
-                                  "[start - end], utterance id, code, [V, A, D] separated by tabs")
+                raise CorpusError(
+                    "iemocap",
+                    label_file,
+                    f"malformed summary line {line!r}",
+                    "[start - end], utterance id, code, [V, A, D] separated by tabs",
+                )
             yield fields[1].strip(), fields[2].strip()

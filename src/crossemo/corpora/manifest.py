@@ -35,17 +35,27 @@ def scan(root: Path) -> list[dict]:
     for line, row in enumerate(table.to_dict("records"), start=2):  # line 1 is the header
         emotion = row["emotion"].strip().lower()
         if emotion not in known:
-            raise CorpusError("manifest", f"{path}:{line}", f"unknown emotion {row['emotion']!r}",
-                              f"one of {', '.join(sorted(known))}")
+            raise CorpusError(
+                "manifest",
+                f"{path}:{line}",
+                f"unknown emotion {row['emotion']!r}",
+                f"one of {', '.join(sorted(known))}",
+            )
         if not (path.parent / row["path"]).is_file():
-            raise CorpusError("manifest", f"{path}:{line}", f"audio file {row['path']!r} not found",
-                              "paths relative to the manifest's folder")
-        rows.append({
-            "speaker": row["speaker"],
-            "gender": row.get("gender") or Gender.UNKNOWN,
-            "utterance_id": row.get("utterance_id") or Path(row["path"]).stem,
-            "path": row["path"],
-            "emotion": emotion,
-            "language": row["language"],
-        })
+            raise CorpusError(
+                "manifest",
+                f"{path}:{line}",
+                f"audio file {row['path']!r} not found",
+                "paths relative to the manifest's folder",
+            )
+        rows.append(
+            {
+                "speaker": row["speaker"],
+                "gender": row.get("gender") or Gender.UNKNOWN,
+                "utterance_id": row.get("utterance_id") or Path(row["path"]).stem,
+                "path": row["path"],
+                "emotion": emotion,
+                "language": row["language"],
+            }
+        )
     return rows

@@ -11,11 +11,19 @@ from .schema import Gender
 
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"(?P<modality>0[1-3])-(?P<channel>0[12])-(?P<emotion>0[1-8])-(?P<intensity>0[12])"
-                  r"-(?P<statement>0[12])-(?P<repetition>0[12])-(?P<actor>\d\d)")
+NAME = re.compile(
+    r"(?P<modality>0[1-3])-(?P<channel>0[12])-(?P<emotion>0[1-8])-(?P<intensity>0[12])"
+    r"-(?P<statement>0[12])-(?P<repetition>0[12])-(?P<actor>\d\d)"
+)
 EMOTIONS = {
-    "01": "neutral", "02": "calm", "03": "happiness", "04": "sadness",
-    "05": "anger", "06": "fear", "07": "disgust", "08": "surprise",
+    "01": "neutral",
+    "02": "calm",
+    "03": "happiness",
+    "04": "sadness",
+    "05": "anger",
+    "06": "fear",
+    "07": "disgust",
+    "08": "surprise",
 }
 
 
@@ -28,14 +36,16 @@ def scan(root: Path) -> list[dict]:
             not_speech += 1  # song or video files: not part of the speech corpus
             continue
         actor = int(m["actor"])
-        rows.append({
-            "speaker": f"Actor_{m['actor']}",
-            "gender": Gender.MALE if actor % 2 else Gender.FEMALE,
-            "utterance_id": path.stem,
-            "path": rel(path, root),
-            "emotion": lookup("ravdess", EMOTIONS, m["emotion"], path, "emotion code"),
-            "intensity": "strong" if m["intensity"] == "02" else "normal",
-        })
+        rows.append(
+            {
+                "speaker": f"Actor_{m['actor']}",
+                "gender": Gender.MALE if actor % 2 else Gender.FEMALE,
+                "utterance_id": path.stem,
+                "path": rel(path, root),
+                "emotion": lookup("ravdess", EMOTIONS, m["emotion"], path, "emotion code"),
+                "intensity": "strong" if m["intensity"] == "02" else "normal",
+            }
+        )
     if not_speech:
         log.info("ravdess: skipped %d song/video files (vocal channel or modality not audio speech)", not_speech)
     return rows

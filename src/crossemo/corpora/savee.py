@@ -14,8 +14,13 @@ EMOTION_CODES = "sa|su|a|d|f|h|n"
 FLAT = re.compile(rf"(?P<speaker>{SPEAKERS})_(?P<emotion>{EMOTION_CODES})(?P<number>\d\d)")
 NESTED = re.compile(rf"(?P<emotion>{EMOTION_CODES})(?P<number>\d\d)")
 EMOTIONS = {
-    "a": "anger", "d": "disgust", "f": "fear", "h": "happiness",
-    "n": "neutral", "sa": "sadness", "su": "surprise",
+    "a": "anger",
+    "d": "disgust",
+    "f": "fear",
+    "h": "happiness",
+    "n": "neutral",
+    "sa": "sadness",
+    "su": "surprise",
 }
 
 
@@ -30,11 +35,13 @@ def scan(root: Path) -> list[dict]:
         else:
             m = match("savee", FLAT, path, path.stem, "<speaker>_<emotion><nn>.wav, e.g. DC_sa01")
             speaker = m["speaker"]
-        rows.append({
-            "speaker": speaker,
-            "gender": Gender.MALE,
-            "utterance_id": f"{speaker}_{m['emotion']}{m['number']}",
-            "path": rel(path, root),
-            "emotion": lookup("savee", EMOTIONS, m["emotion"], path, "emotion code"),
-        })
+        rows.append(
+            {
+                "speaker": speaker,
+                "gender": Gender.MALE,
+                "utterance_id": f"{speaker}_{m['emotion']}{m['number']}",
+                "path": rel(path, root),
+                "emotion": lookup("savee", EMOTIONS, m["emotion"], path, "emotion code"),
+            }
+        )
     return rows

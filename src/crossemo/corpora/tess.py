@@ -10,8 +10,13 @@ from .schema import Gender
 
 NAME = re.compile(r"(?P<speaker>OAF|YAF|OA)_(?P<word>[A-Za-z]+)_(?P<emotion>[A-Za-z]+)")
 EMOTIONS = {
-    "angry": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
-    "neutral": "neutral", "ps": "surprise", "sad": "sadness",
+    "angry": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happiness",
+    "neutral": "neutral",
+    "ps": "surprise",
+    "sad": "sadness",
 }
 
 
@@ -22,11 +27,13 @@ def scan(root: Path) -> list[dict]:
     for path in unique_by_name(audio_files(root)):
         m = match("tess", NAME, path, path.stem, "<OAF|YAF>_<word>_<emotion>, e.g. OAF_back_angry")
         speaker = "OAF" if m["speaker"] == "OA" else m["speaker"]  # OA_bite_neutral.wav is OAF's
-        rows.append({
-            "speaker": speaker,
-            "gender": Gender.FEMALE,
-            "utterance_id": f"{speaker}_{m['word']}_{m['emotion']}",
-            "path": rel(path, root),
-            "emotion": lookup("tess", EMOTIONS, m["emotion"].lower(), path, "emotion word"),
-        })
+        rows.append(
+            {
+                "speaker": speaker,
+                "gender": Gender.FEMALE,
+                "utterance_id": f"{speaker}_{m['word']}_{m['emotion']}",
+                "path": rel(path, root),
+                "emotion": lookup("tess", EMOTIONS, m["emotion"].lower(), path, "emotion word"),
+            }
+        )
     return rows

@@ -21,13 +21,19 @@ def scan(root: Path) -> list[dict]:
         emotion = lookup("urdu", EMOTIONS, m["emotion"], path, "emotion letter")
         folder = FOLDERS.get(path.parent.name)
         if folder is not None and folder != emotion:
-            raise CorpusError("urdu", path, f"file name says {emotion} but the folder says {folder}",
-                              "the emotion letter to agree with the folder")
-        rows.append({
-            "speaker": m["speaker"],
-            "gender": Gender.MALE if m["gender"] == "M" else Gender.FEMALE,
-            "utterance_id": path.stem,
-            "path": rel(path, root),
-            "emotion": emotion,
-        })
+            raise CorpusError(
+                "urdu",
+                path,
+                f"file name says {emotion} but the folder says {folder}",
+                "the emotion letter to agree with the folder",
+            )
+        rows.append(
+            {
+                "speaker": m["speaker"],
+                "gender": Gender.MALE if m["gender"] == "M" else Gender.FEMALE,
+                "utterance_id": path.stem,
+                "path": rel(path, root),
+                "emotion": emotion,
+            }
+        )
     return rows

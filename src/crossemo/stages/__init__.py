@@ -21,8 +21,7 @@ def _terminated(signum, frame):
     raise KeyboardInterrupt(f"terminated by signal {signum}")
 
 
-def run_guarded(command: Callable[[argparse.Namespace], None], args: argparse.Namespace,
-                verbose: bool = False) -> None:
+def run_guarded(command: Callable[[argparse.Namespace], None], args: argparse.Namespace, verbose: bool = False) -> None:
     """Run a command as a user's process: SIGTERM unwinds; a mistake the user can fix (UserError, a
     missing file) is one line and exit 1 (with its traceback too under --verbose); anything else is
     a bug and keeps its traceback; an interruption exits 130."""
@@ -43,10 +42,12 @@ def run_guarded(command: Callable[[argparse.Namespace], None], args: argparse.Na
 
 def stage_main(name: str, description: str, add_arguments, run) -> Callable[[list[str] | None], None]:
     """`main` for `python -m crossemo.stages.<name>`."""
+
     def main(argv: list[str] | None = None) -> None:
         parser = argparse.ArgumentParser(prog=f"python -m crossemo.stages.{name}", description=description)
         add_arguments(parser)
         args = parser.parse_args(argv)
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
         run_guarded(run, args)
+
     return main

@@ -7,11 +7,12 @@ from pathlib import Path
 from . import stage_main
 
 DESCRIPTION = "DVC stage: run one scenario for every model and seed (results/NAME.parquet)"
-SCENARIOS = ["within", "single_source", "target_fraction", "multi_source", "leave_one_out"]
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("scenario", choices=SCENARIOS)
+    from ..config import Scenario
+
+    parser.add_argument("scenario", choices=[s.value for s in Scenario])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--features", default="features", help="folder of features/<corpus>.parquet")
     parser.add_argument("--out")
