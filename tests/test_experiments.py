@@ -253,3 +253,20 @@ def test_parent_runs_carry_summary_metrics_and_the_dvc_experiment(store, monkeyp
         assert parent[f"metrics.uar/{model}"] == pytest.approx(runs_of["uar"].mean())
         assert parent[f"metrics.accuracy/{model}"] == pytest.approx(runs_of["accuracy"].mean())
         assert parent[f"metrics.uar/{model}/c"] == pytest.approx(runs_of.loc[runs_of["target"] == "c", "uar"].item())
+
+
+def test_the_report_is_the_same_whatever_the_commit_or_experiment(store, tmp_path, monkeypatch):
+    """A fresh clone's `dvc repro` must reproduce the committed dvc.lock, report.md's hash included."""
+    import crossemo.tracking
+
+    results = Runner("leave_one_out", feature_table(), TINY, settings(store, models=("svm",)), progress=False).run()
+    real = crossemo.tracking.provenance_tags
+    made = []
+    for commit, experiment in (("aaa", None), ("bbb+dirty", "wide-nets")):
+        tags = {**real(["a", "b", "c"]), "git_commit": commit}
+        if experiment:
+            tags["dvc_experiment"] = experiment
+        monkeypatch.setattr(crossemo.tracking, "provenance_tags", lambda corpora, tags=tags: tags)
+        write_report(results, tmp_path / commit)
+        made.append((tmp_path / commit / "report.md").read_bytes())
+    assert made[0] == made[1] and b"svm" in made[0]

@@ -332,15 +332,18 @@ def findings(summary: pd.DataFrame, dbn: str, baseline: str = "svm") -> list[str
 
 
 def provenance(results: pd.DataFrame) -> str:
+    """What the report was made from. Only what the stage's inputs fix: a commit or an experiment name
+    here would change the report with every commit, and a fresh clone's `dvc repro` could never
+    reproduce the committed dvc.lock. The commit is the one dvc.lock is committed in; each MLflow run
+    carries it (tag git_commit), with the DVC experiment's name (dvc_experiment)."""
     from .tracking import provenance_tags
 
     tags = provenance_tags(sorted(set(results["target"])))
-    how = f"`dvc exp run` (experiment `{tags['dvc_experiment']}`)" if "dvc_experiment" in tags else "`dvc repro`"
     return (
-        f"Produced by {how} (stages `experiment@*` and `report`) at commit `{tags['git_commit']}`, "
-        f"data.dvc md5 `{tags['data_dvc_md5']}`, corpora {tags['corpora']}; "
-        f"{len(results)} runs, models {', '.join(sorted(set(results['model'])))}, "
-        f"seeds {', '.join(str(s) for s in sorted(set(results['seed'])))}."
+        f"Produced by the pipeline's stages `experiment@*` and `report` from data.dvc md5 "
+        f"`{tags['data_dvc_md5']}`, corpora {tags['corpora']}; {len(results)} runs, models "
+        f"{', '.join(sorted(set(results['model'])))}, seeds {', '.join(str(s) for s in sorted(set(results['seed'])))}. "
+        "The commit is the one that holds this dvc.lock; MLflow runs carry it as the tag git_commit."
     )
 
 
