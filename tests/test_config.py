@@ -70,3 +70,15 @@ def test_models_clone_as_scikit_learn_estimators_and_take_only_the_runtime_they_
     assert set(svm.get_params()) == {"C", "kernel", "seed"}
     mlp = model_from_params(params, "mlp_demo", logger="a logger", cache_dir=".cache/x")
     assert mlp.logger == "a logger" and mlp.cache_dir is None  # no stack, so no stack cache
+
+
+def test_tuning_and_registry_sections_are_typed_settings_with_overrides(params):
+    from crossemo.config import SearchSpace, registry_settings, tuning_settings
+
+    tuning = tuning_settings(params, n_trials=3, storage=None)
+    assert tuning.n_trials == 3 and tuning.storage == params["tuning"]["storage"]
+    assert isinstance(tuning.space, SearchSpace) and tuning.space.units == tuple(params["tuning"]["space"]["units"])
+    registry = registry_settings(params, corpora=["savee"])
+    assert (registry.model, registry.corpora, registry.seed) == (params["registry"]["model"], ("savee",), 0)
+    with pytest.raises(ConfigError, match="registry: .*unexpected keyword argument 'modle'"):
+        registry_settings({"registry": {"modle": "svm"}})

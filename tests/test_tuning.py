@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from crossemo.errors import UserError
-from crossemo.experiments import feature_columns
+from crossemo.features import feature_columns
 from crossemo.tuning import SearchSpace, TuneSettings, open_study, prepare, tune
 
 from .conftest import feature_table

@@ -77,12 +77,11 @@ def _cmd_compare(args) -> None:
 
 def _label_free_features(params: dict, corpora: list[str], directory: str = "features"):
     """Feature table of these corpora and each corpus standardised on its own statistics."""
-    from .experiments import feature_columns, load_features
+    from .experiments import load_features
+    from .features import labelled_rows
     from .splits import Normalization, Split, normalize
 
-    table = load_features(corpora, directory)
-    table = table[table["valence"] != "excluded"].reset_index(drop=True)
-    x = table[feature_columns(table)].to_numpy("float32")
+    table, x = labelled_rows(load_features(corpora, directory))
     everything = Split(np.arange(len(table)), np.array([], dtype=int), "", "")
     return table, normalize(x, table, everything, Normalization.CORPUS)
 
@@ -90,15 +89,11 @@ def _label_free_features(params: dict, corpora: list[str], directory: str = "fea
 def _cmd_tune(args) -> None:
     import multiprocessing
 
-    from .config import load_params
-    from .tuning import TuneSettings, prepare, tune
+    from .config import load_params, tuning_settings
+    from .tuning import prepare, tune
 
     params = load_params(args.params)
-    section = dict(params.get("tuning") or {})
-    for key in ("n_trials", "study_name", "storage"):
-        if getattr(args, key) is not None:
-            section[key] = getattr(args, key)
-    settings = TuneSettings(**section)
+    settings = tuning_settings(params, n_trials=args.n_trials, study_name=args.study_name, storage=args.storage)
     table, x = _label_free_features(params, list(settings.corpora))
     prepare(settings, args.resume)  # fails early if the study exists and --resume was not given
     if args.workers > 1:
@@ -122,22 +117,20 @@ def _cmd_tune(args) -> None:
 
 
 def _cmd_register(args) -> None:
-    from .config import corpus_config, feature_settings, load_params
+    from .config import corpus_config, feature_settings, load_params, registry_settings
     from .demo import is_synthetic
-    from .experiments import feature_columns, load_features
+    from .experiments import load_features
+    from .features import feature_columns
     from .models import model_from_params
     from .registry import register, train_pipeline
 
     params = load_params(args.params)
-    section = dict(params.get("registry") or {})
-    model_name = args.model or section.get("model", "dbn_demo")
-    corpora = args.corpora or section.get("corpora") or list(params["corpora"])
-    seed = section.get("seed", 0)
+    settings = registry_settings(params, model=args.model, corpora=args.corpora)
+    model_name, seed = settings.model, settings.seed
+    corpora = list(settings.corpora or params["corpora"])
     table = load_features(corpora, args.features)
     model = model_from_params(params, model_name, seed=seed)
-    pipeline, uar = train_pipeline(
-        table, model, feature_settings(params), section.get("validation_fraction", 0.25), seed
-    )
+    pipeline, uar = train_pipeline(table, model, feature_settings(params), settings.validation_fraction, seed)
     example = table[feature_columns(table)].head(1).astype("float64")
     synthetic = any(is_synthetic(corpus_config(params, c).root) for c in corpora)
     version, crowned = register(

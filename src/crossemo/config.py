@@ -129,3 +129,93 @@ def experiment_settings(params: dict, scenario: str):
     for name in Scenario:  # the other scenarios' own sections
         section.pop(name.value, None)
     return _settings(ExperimentSettings, f"experiments ({scenario})", {**section, **own})
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    layers: tuple[int, int] = (1, 3)
+    units: tuple[int, int] = (64, 2048)  # per layer, log scale
+    pretrain_learning_rate: tuple[float, float] = (1e-4, 1e-1)
+    finetune_learning_rate: tuple[float, float] = (1e-4, 1e-2)
+    pretrain_epochs: tuple[int, int] = (5, 500)  # log scale
+    cd_steps: tuple[int, int] = (1, 3)
+    batch_size: tuple[int, ...] = (32, 64, 128, 256)
+
+    def __post_init__(self):
+        for name in (
+            "layers",
+            "units",
+            "pretrain_learning_rate",
+            "finetune_learning_rate",
+            "pretrain_epochs",
+            "cd_steps",
+            "batch_size",
+        ):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def sample(self, trial) -> dict:
+        """A configuration drawn through an Optuna trial (its suggest_* methods)."""
+        layers = trial.suggest_int("layers", *self.layers)
+        hidden = [trial.suggest_int(f"units_{i}", *self.units, log=True) for i in range(layers)]
+        batch = trial.suggest_categorical("batch_size", list(self.batch_size))
+        return {
+            "hidden": hidden,
+            "pretrain": {
+                "learning_rate": trial.suggest_float("pretrain_learning_rate", *self.pretrain_learning_rate, log=True),
+                "epochs": trial.suggest_int("pretrain_epochs", *self.pretrain_epochs, log=True),
+                "cd_steps": trial.suggest_int("cd_steps", *self.cd_steps),
+                "batch_size": batch,
+            },
+            "finetune": {
+                "learning_rate": trial.suggest_float("finetune_learning_rate", *self.finetune_learning_rate, log=True),
+                "batch_size": batch,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    corpora: tuple[str, ...]  # training corpora; never the target test corpus
+    study_name: str = "crossemo-dbn"
+    storage: str = "sqlite:///.cache/optuna.db"
+    n_trials: int = 20
+    timeout: float | None = None  # seconds, per worker
+    validation_fraction: float = 0.25  # of the training speakers
+    seed: int = 0
+    finetune_max_epochs: int = 60
+    finetune_patience: int = 8
+    output: str = "tuning/best_params.yaml"
+    space: SearchSpace = field(default_factory=SearchSpace)
+
+    def __post_init__(self):
+        object.__setattr__(self, "corpora", tuple(self.corpora))
+        if isinstance(self.space, dict):
+            object.__setattr__(self, "space", SearchSpace(**self.space))
+        if not self.corpora:
+            raise ConfigError("tuning.corpora must name at least one training corpus")
+
+
+def tuning_settings(params: dict, **overrides) -> TuneSettings:
+    """params.yaml's `tuning` section, with command-line overrides (None: not given)."""
+    section = {**(params.get("tuning") or {}), **{k: v for k, v in overrides.items() if v is not None}}
+    return _settings(TuneSettings, "tuning", section)
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """params.yaml's `registry` section: which configuration `crossemo register` trains, on what."""
+
+    model: str = "dbn_demo"
+    corpora: tuple[str, ...] | None = None  # None: every corpus in corpora:
+    seed: int = 0
+    validation_fraction: float = 0.25
+
+    def __post_init__(self):
+        if self.corpora is not None:
+            object.__setattr__(self, "corpora", tuple(self.corpora))
+
+
+def registry_settings(params: dict, **overrides) -> RegistrySettings:
+    """params.yaml's `registry` section, with command-line overrides (None: not given)."""
+    section = {**(params.get("registry") or {}), **{k: v for k, v in overrides.items() if v is not None}}
+    return _settings(RegistrySettings, "registry", section)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from . import tracking
 from .config import ExperimentSettings, Scenario, UnlabeledPool
+from .features import labelled_rows
 from .metrics import evaluate
 from .models import model_from_params
 from .splits import (
@@ -96,12 +97,6 @@ PROTOCOLS = {
 }
 
 
-def feature_columns(table: pd.DataFrame) -> list[str]:
-    from .features import feature_names
-
-    return [c for c in feature_names() if c in table.columns]
-
-
 RESULT_COLUMNS = [
     "scenario",
     "protocol",
@@ -163,8 +158,7 @@ class Runner:
 
     def __post_init__(self):
         self.scenario = Scenario(self.scenario)
-        self.table = self.table[self.table["valence"] != "excluded"].reset_index(drop=True)
-        self.features = self.table[feature_columns(self.table)].to_numpy(np.float32)
+        self.table, self.features = labelled_rows(self.table)
         self.corpora = list(dict.fromkeys(self.table["corpus"]))
         self.languages = self.table.groupby("corpus")["language"].first().to_dict()
 

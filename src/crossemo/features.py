@@ -64,6 +64,18 @@ def feature_names() -> list[str]:
     return list(_feature_names())
 
 
+def feature_columns(table: pd.DataFrame) -> list[str]:
+    """The eGeMAPS columns a feature table holds, in openSMILE's order."""
+    return [c for c in feature_names() if c in table.columns]
+
+
+def labelled_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows with a valence label (not 'excluded'), re-indexed, and their eGeMAPS values as float32:
+    what every fit starts from."""
+    table = table[table["valence"] != "excluded"].reset_index(drop=True)
+    return table, table[feature_columns(table)].to_numpy(np.float32)
+
+
 def _smile(sampling_rate: int) -> opensmile.Smile:
     return opensmile.Smile(
         opensmile.FeatureSet.eGeMAPSv02, opensmile.FeatureLevel.Functionals, sampling_rate=sampling_rate, resample=True

@@ -17,10 +17,10 @@ import torch
 from mlflow import MlflowClient
 
 from . import tracking
-from .features import FeatureSettings
+from .features import FeatureSettings, labelled_rows
 from .metrics import evaluate
 from .serving import ValencePipeline, signature
-from .splits import speaker_keys, validation_split
+from .splits import speaker_keys, standardizer, validation_split
 
 MODEL_NAME = "crossemo-valence"
 CHAMPION = "champion"
@@ -31,15 +31,11 @@ def train_pipeline(
     table: pd.DataFrame, model, features: FeatureSettings, validation_fraction: float = 0.25, seed: int = 0
 ) -> tuple[ValencePipeline, float]:
     """Fit on some speakers; the UAR on the held-out speakers is the recorded validation metric."""
-    from .experiments import feature_columns
-
-    table = table[table["valence"] != "excluded"].reset_index(drop=True)
-    x = table[feature_columns(table)].to_numpy(np.float32)
+    table, x = labelled_rows(table)
     train, val = validation_split(
         table["valence"].to_numpy(), speaker_keys(table).to_numpy(), validation_fraction, seed
     )
-    mean, scale = x[train].mean(0), x[train].std(0)
-    scale = np.where(scale > 0, scale, 1).astype(np.float32)
+    mean, scale = standardizer(x[train])  # the served model normalises with the training rows' statistics
     groups = speaker_keys(table).to_numpy()
     x_train = (x[train] - mean) / scale
     # A DBN pretrained on an unlabeled pool alone gets the training speakers' rows as that pool (label-free);

@@ -165,15 +165,21 @@ def normalize(features: np.ndarray, table: pd.DataFrame, split: Split, method: N
     method = Normalization(method)
     out = np.empty_like(features, dtype=np.float32)
     if method is Normalization.TRAIN:
-        mean, std = features[split.train].mean(0), features[split.train].std(0)
-        return ((features - mean) / np.where(std > 0, std, 1)).astype(np.float32)
+        mean, scale = standardizer(features[split.train])
+        return ((features - mean) / scale).astype(np.float32)
     column = "corpus" if method is Normalization.CORPUS else "speaker"
     keys = table["corpus"].astype(str) if column == "corpus" else speaker_keys(table)
     for _, index in pd.Series(np.arange(len(table))).groupby(keys.to_numpy()):
         block = features[index.to_numpy()]
-        std = block.std(0)
-        out[index.to_numpy()] = (block - block.mean(0)) / np.where(std > 0, std, 1)
+        mean, scale = standardizer(block)
+        out[index.to_numpy()] = (block - mean) / scale
     return out
+
+
+def standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) of x's columns; a constant column keeps scale 1 (left as it is, not divided by 0)."""
+    std = x.std(0)
+    return x.mean(0), np.where(std > 0, std, 1).astype(x.dtype)
 
 
 def validation_split(y: np.ndarray, groups, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
