@@ -1,0 +1,90 @@
+"""What a user sees in `mlflow ui`, in a real headless Chromium: a crossemo experiment opens on its runs table."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import requests
+
+from crossemo.experiments import ExperimentSettings, Runner
+
+from .conftest import feature_table
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium")
+MODELS = {"models": {"svm": {"model": "svm"}}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rendered(url: str, profile: Path) -> str:
+    """The page's DOM after its scripts ran, as headless Chromium renders it."""
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1600,1000",
+        "--virtual-time-budget=20000",
+        "--dump-dom",
+        url,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+
+
+@pytest.fixture
+def ui(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    settings = ExperimentSettings(models=("svm",), seeds=(0,), tracking_uri=store)
+    Runner("leave_one_out", feature_table(), MODELS, settings, progress=False).run()
+    port = free_port()
+    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    server = subprocess.Popen(
+        [str(mlflow_cli), "ui", "--backend-store-uri", store, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if requests.get(url, timeout=2).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(1)
+    else:
+        server.kill()
+        pytest.fail("mlflow ui did not answer within 120 s")
+    mlflow.set_tracking_uri(store)
+    yield url, mlflow.get_experiment_by_name("crossemo-leave_one_out").experiment_id
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_a_crossemo_experiment_opens_on_its_runs_table_in_model_training_view(ui, tmp_path):
+    url, experiment_id = ui
+    page = rendered(f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning", tmp_path / "profile")
+    assert ">Runs<" in page and "matching runs" in page  # the runs table, not the GenAI overview
+    assert "leave_one_out" in page  # the scenario's parent run is a row
+    assert "No data available" not in page
