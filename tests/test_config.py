@@ -69,7 +69,8 @@ def test_models_clone_as_scikit_learn_estimators_and_take_only_the_runtime_they_
     svm = model_from_params(params, "svm", logger="a logger", cache_dir=".cache/x")
     assert set(svm.get_params()) == {"C", "kernel", "seed"}
     mlp = model_from_params(params, "mlp_demo", logger="a logger", cache_dir=".cache/x")
-    assert mlp.logger == "a logger" and mlp.cache_dir is None  # no stack, so no stack cache
+    assert mlp.logger == "a logger" and "cache_dir" not in mlp.get_params()  # no stack, so no stack cache
+    assert not isinstance(mlp, DBNValence)  # the same fine-tuning, not a DBN with pretraining switched off
 
 
 def test_tuning_and_registry_sections_are_typed_settings_with_overrides(params):

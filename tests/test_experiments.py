@@ -16,17 +16,15 @@ from crossemo.report import write_report
 
 from .conftest import feature_table
 
-TINY = {
-    "models": {
-        "svm": {"model": "svm"},
-        "dbn_tiny": {
-            "model": "dbn",
-            "hidden": [8],
-            "pretrain_data": "unlabeled",
-            "pretrain": {"epochs": 2, "batch_size": 32},
-            "finetune": {"max_epochs": 3, "batch_size": 32},
-        },
-    }
+TINY = {  # a models: section
+    "svm": {"model": "svm"},
+    "dbn_tiny": {
+        "model": "dbn",
+        "hidden": [8],
+        "pretrain_data": "unlabeled",
+        "pretrain": {"epochs": 2, "batch_size": 32},
+        "finetune": {"max_epochs": 3, "batch_size": 32},
+    },
 }
 
 
@@ -80,13 +78,11 @@ def test_runs_are_nested_and_filterable_in_mlflow(store):
 
 def test_a_crash_marks_its_run_failed(store):
     broken = {
-        "models": {
-            "bad": {
-                "model": "dbn",
-                "hidden": [8],
-                "pretrain": {"epochs": 1},
-                "finetune": {"max_epochs": 1, "nonsense": 1},
-            }
+        "bad": {
+            "model": "dbn",
+            "hidden": [8],
+            "pretrain": {"epochs": 1},
+            "finetune": {"max_epochs": 1, "nonsense": 1},
         }
     }
     with pytest.raises(TypeError):

@@ -20,7 +20,7 @@ from .conftest import feature_table
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium")
-MODELS = {"models": {"svm": {"model": "svm"}}}
+MODELS = {"svm": {"model": "svm"}}
 
 
 def free_port() -> int:

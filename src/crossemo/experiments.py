@@ -23,9 +23,10 @@ from tqdm.auto import tqdm
 
 from . import tracking
 from .config import ExperimentSettings, Scenario, UnlabeledPool
+from .epoch_curves import BatchedMLFlowLogger
 from .features import labelled_rows
 from .metrics import evaluate
-from .models import model_from_params
+from .models import model_from_config
 from .splits import (
     Normalization,
     Split,
@@ -134,7 +135,7 @@ class RunContext:
     """What a unit needs, wherever it runs: the normalised features, labels, and the MLflow parent."""
 
     scenario: Scenario
-    params: dict
+    models: dict  # params.yaml's models: section, name -> configuration
     settings: ExperimentSettings
     x: np.ndarray
     labels: np.ndarray
@@ -152,7 +153,7 @@ class Runner:
 
     scenario: Scenario
     table: pd.DataFrame
-    params: dict
+    models: dict  # params.yaml's models: section, name -> configuration
     settings: ExperimentSettings
     progress: bool = True
 
@@ -181,7 +182,7 @@ class Runner:
             mlflow.log_params(tracking.flatten({"experiments": _jsonable(self.settings)}))
             context = RunContext(
                 self.scenario,
-                self.params,
+                self.models,
                 settings,
                 self._normalized_once(),
                 self.table["valence"].to_numpy(),
@@ -312,14 +313,14 @@ def _pool(context: RunContext, x: np.ndarray, split: Split) -> np.ndarray | None
 
 
 def _fit(context: RunContext, unit: Unit, split: Split, x: np.ndarray, run_id: str):
-    config = (context.params.get("models") or {}).get(unit.model_name, {})
+    config = context.models.get(unit.model_name, {})
     mlflow.log_params(tracking.flatten(config))
     # offered to every model; each takes what its class declares (models.MODELS[kind].RUNTIME)
     runtime = {
-        "logger": tracking.BatchedMLFlowLogger(context.settings.tracking_uri, run_id),
+        "logger": BatchedMLFlowLogger(context.settings.tracking_uri, run_id),
         "cache_dir": context.settings.cache_dir,
     }
-    model = model_from_params(context.params, unit.model_name, seed=unit.seed, **runtime)
+    model = model_from_config(context.models, unit.model_name, seed=unit.seed, **runtime)
     return model.fit(
         x[split.train],
         context.labels[split.train],

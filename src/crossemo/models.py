@@ -34,78 +34,37 @@ class PretrainData(StrEnum):
     UNLABELED = "unlabeled"  # the unlabeled rows alone: pass one shared pool and every run reuses one stack
 
 
-class DBNValence(ValenceModel):
-    """RBM stack pretrained greedily with contrastive divergence, then fine-tuned with labels."""
+class FineTunedNet(ValenceModel):
+    """A sigmoid feed-forward net fine-tuned with labels on a speaker-disjoint validation split.
+    Subclasses say how the net starts (`_initial_net`): from a pretrained RBM stack, or at random."""
 
-    RUNTIME = frozenset({"logger", "cache_dir", "progress", "callbacks"})
+    RUNTIME = frozenset({"logger", "progress", "callbacks"})
 
     def __init__(
         self,
         hidden=(1000, 1000, 2000),
-        pretrain: PretrainSettings | dict | None = None,
         finetune: FinetuneSettings | dict | None = None,
-        pretrain_data: str = "train+unlabeled",
         seed: int = 0,
         progress: bool = False,
         logger=None,
-        cache_dir: str | None = None,
         callbacks: list | None = None,
     ):
-        self.hidden, self.pretrain, self.finetune = tuple(hidden), pretrain, finetune
-        self.pretrain_data = PretrainData(pretrain_data)
-        self.seed, self.progress, self.logger, self.cache_dir = seed, progress, logger, cache_dir
+        self.hidden, self.finetune = tuple(hidden), finetune
+        self.seed, self.progress, self.logger = seed, progress, logger
         self.callbacks = callbacks  # extra Lightning callbacks for fine-tuning (e.g. Optuna pruning)
 
-    def _settings(self) -> tuple[PretrainSettings, FinetuneSettings]:
-        pre = (
-            self.pretrain if isinstance(self.pretrain, PretrainSettings) else PretrainSettings(**(self.pretrain or {}))
-        )
-        fine = (
-            self.finetune if isinstance(self.finetune, FinetuneSettings) else FinetuneSettings(**(self.finetune or {}))
-        )
-        return pre, fine
+    def _finetune_settings(self) -> FinetuneSettings:
+        if isinstance(self.finetune, FinetuneSettings):
+            return self.finetune
+        return FinetuneSettings(**(self.finetune or {}))
 
-    @property
-    def needs_unlabeled_pool(self) -> bool:
-        return self.pretrain_data is PretrainData.UNLABELED
-
-    def _pretraining_rows(self, x_train: np.ndarray, unlabeled: np.ndarray | None) -> np.ndarray:
-        if self.pretrain_data is PretrainData.TRAIN or unlabeled is None:
-            if self.pretrain_data is PretrainData.UNLABELED:
-                raise ConfigError("pretrain_data is 'unlabeled' but fit was given no unlabeled rows")
-            return x_train
-        if self.pretrain_data is PretrainData.UNLABELED:
-            return unlabeled
-        return np.concatenate([x_train, unlabeled])
-
-    def _pretrained_net(self, x_pre: np.ndarray, x_monitor: np.ndarray) -> FeedForward:
-        pre, fine = self._settings()
-
-        def build() -> RBMStack:
-            return pretrain_stack(
-                torch.from_numpy(x_pre),
-                self.hidden,
-                pre,
-                torch.from_numpy(x_monitor),
-                self.logger,
-                self.progress,
-                self.seed,
-            )
-
-        if self.cache_dir:
-            cache = StackCache(self.cache_dir)
-            self.stack_ = cache.get_or_build(
-                cache.key(x_pre, self.hidden, pre, self.seed), x_pre.shape[1], self.hidden, build
-            )
-        else:
-            self.stack_ = build()
-        torch.manual_seed(self.seed)  # the head's init must not depend on whether the stack came from the cache
-        return FeedForward.from_stack(self.stack_, dropout=fine.dropout)
+    def _initial_net(self, x_train: np.ndarray, x_val: np.ndarray, unlabeled: np.ndarray | None) -> FeedForward:
+        raise NotImplementedError
 
     def _fit(self, x, y, groups, unlabeled):
-        _, fine = self._settings()
+        fine = self._finetune_settings()
         train, val = validation_split(y, groups, fine.validation_fraction, self.seed)
-        net = self._pretrained_net(self._pretraining_rows(x[train], unlabeled), x[val])
+        net = self._initial_net(x[train], x[val], unlabeled)
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
         self.net_ = finetune(
             net,
@@ -123,6 +82,71 @@ class DBNValence(ValenceModel):
     @torch.no_grad()
     def _proba(self, x):
         return torch.softmax(self.net_(torch.from_numpy(x)), dim=1).numpy()
+
+
+class DBNValence(FineTunedNet):
+    """RBM stack pretrained greedily with contrastive divergence, then fine-tuned with labels."""
+
+    RUNTIME = frozenset({"logger", "cache_dir", "progress", "callbacks"})
+
+    def __init__(
+        self,
+        hidden=(1000, 1000, 2000),
+        pretrain: PretrainSettings | dict | None = None,
+        finetune: FinetuneSettings | dict | None = None,
+        pretrain_data: str = "train+unlabeled",
+        seed: int = 0,
+        progress: bool = False,
+        logger=None,
+        cache_dir: str | None = None,
+        callbacks: list | None = None,
+    ):
+        super().__init__(hidden, finetune, seed, progress, logger, callbacks)
+        self.pretrain, self.pretrain_data, self.cache_dir = pretrain, PretrainData(pretrain_data), cache_dir
+
+    def _settings(self) -> tuple[PretrainSettings, FinetuneSettings]:
+        pre = (
+            self.pretrain if isinstance(self.pretrain, PretrainSettings) else PretrainSettings(**(self.pretrain or {}))
+        )
+        return pre, self._finetune_settings()
+
+    @property
+    def needs_unlabeled_pool(self) -> bool:
+        return self.pretrain_data is PretrainData.UNLABELED
+
+    def _pretraining_rows(self, x_train: np.ndarray, unlabeled: np.ndarray | None) -> np.ndarray:
+        if self.pretrain_data is PretrainData.TRAIN or unlabeled is None:
+            if self.pretrain_data is PretrainData.UNLABELED:
+                raise ConfigError("pretrain_data is 'unlabeled' but fit was given no unlabeled rows")
+            return x_train
+        if self.pretrain_data is PretrainData.UNLABELED:
+            return unlabeled
+        return np.concatenate([x_train, unlabeled])
+
+    def _initial_net(self, x_train: np.ndarray, x_val: np.ndarray, unlabeled: np.ndarray | None) -> FeedForward:
+        pre, fine = self._settings()
+        x_pre = self._pretraining_rows(x_train, unlabeled)
+
+        def build() -> RBMStack:
+            return pretrain_stack(
+                torch.from_numpy(x_pre),
+                self.hidden,
+                pre,
+                torch.from_numpy(x_val),
+                self.logger,
+                self.progress,
+                self.seed,
+            )
+
+        if self.cache_dir:
+            cache = StackCache(self.cache_dir)
+            self.stack_ = cache.get_or_build(
+                cache.key(x_pre, self.hidden, pre, self.seed), x_pre.shape[1], self.hidden, build
+            )
+        else:
+            self.stack_ = build()
+        torch.manual_seed(self.seed)  # the head's init must not depend on whether the stack came from the cache
+        return FeedForward.from_stack(self.stack_, dropout=fine.dropout)
 
     #: the pretrained stack's weights live on in net_ and in the stack cache: don't save them twice
     _not_pickled = ("stack_",)
@@ -171,16 +195,12 @@ class StackCache:
         write_checked(self.directory / f"{key}.stack", buffer.getvalue())
 
 
-class FeedForwardValence(DBNValence):
-    """The same network and fine-tuning without pretraining: does pretraining help? It reuses the
-    DBN's fine-tuning and skips its stack (random initialisation instead), so no stack cache."""
+class FeedForwardValence(FineTunedNet):
+    """The same network and fine-tuning without pretraining: does pretraining help?"""
 
-    RUNTIME = frozenset({"logger", "progress", "callbacks"})
-
-    def _pretrained_net(self, x_pre, x_monitor):
-        _, fine = self._settings()
+    def _initial_net(self, x_train: np.ndarray, x_val: np.ndarray, unlabeled: np.ndarray | None) -> FeedForward:
         torch.manual_seed(self.seed)
-        return FeedForward(x_pre.shape[1], self.hidden, dropout=fine.dropout)
+        return FeedForward(x_train.shape[1], self.hidden, dropout=self._finetune_settings().dropout)
 
 
 #: Model names as params.yaml's `model:` uses them.
@@ -198,10 +218,10 @@ def make_model(name: str, **params) -> ValenceModel:
     return MODELS[name](**params)
 
 
-def model_from_params(params: dict, name: str, seed: int = 0, **runtime):
-    """A fresh, unfitted model from params.yaml's `models.<name>`. `runtime` offers what the caller has
-    (logger, cache_dir, progress, callbacks); each model takes only what its class declares in RUNTIME."""
-    configs = params.get("models") or {}
+def model_from_config(configs: dict, name: str, seed: int = 0, **runtime) -> ValenceModel:
+    """A fresh, unfitted model from the configuration `configs[name]` (params.yaml's models: section).
+    `runtime` offers what the caller has (logger, cache_dir, progress, callbacks); each model takes
+    only what its class declares in RUNTIME."""
     if name not in configs:
         raise ConfigError(
             f"model configuration {name!r} is not in params.yaml's models: {', '.join(configs) or 'none'}"
@@ -212,3 +232,8 @@ def model_from_params(params: dict, name: str, seed: int = 0, **runtime):
         raise ConfigError(f"models.{name}.model is {kind!r}; use one of {', '.join(MODELS)}")
     offered = {key: value for key, value in runtime.items() if key in MODELS[kind].RUNTIME}
     return make_model(kind, seed=seed, **spec, **offered)
+
+
+def model_from_params(params: dict, name: str, seed: int = 0, **runtime) -> ValenceModel:
+    """The same from a whole params.yaml."""
+    return model_from_config(params.get("models") or {}, name, seed, **runtime)

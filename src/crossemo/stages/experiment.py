@@ -25,7 +25,7 @@ def run(args) -> None:
     params = load_params(args.params)
     settings = experiment_settings(params, args.scenario)
     table = load_features(list(params["corpora"]), args.features)
-    results = Runner(args.scenario, table, params, settings).run()
+    results = Runner(args.scenario, table, params.get("models") or {}, settings).run()
     out = Path(args.out or f"results/{args.scenario}.parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
