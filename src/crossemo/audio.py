@@ -51,7 +51,7 @@ def read_utterance(
     try:
         data, rate = sf.read(source, dtype="float32", always_2d=True)
     except Exception as error:  # libsndfile raises several types for broken headers
-        raise BadAudio(path, f"corrupt or not audio ({error}); re-export it as 16-bit PCM WAV") from None
+        raise _corrupt(path, error) from None
     if data.shape[0] == 0:
         raise BadAudio(path, "empty: the file holds no samples")
     if channel >= data.shape[1]:
@@ -61,7 +61,7 @@ def read_utterance(
     if duration < min_duration:
         raise BadAudio(path, f"too short: {duration:.3f} s < features.min_duration {min_duration} s")
     if max_duration is not None and duration > max_duration:
-        raise BadAudio(path, f"too long: {duration:.1f} s > {max_duration} s; split it into utterances")
+        raise _too_long(path, f"{duration:.1f} s", max_duration)
     if not np.any(signal):
         raise BadAudio(path, "silent: every sample is zero")
     return Utterance(signal, int(rate))
@@ -95,19 +95,23 @@ def check_header(source, name, max_duration: float) -> None:
             head = file.read(4096)
     claimed = _wav_claimed_seconds(head)
     if claimed is not None and claimed > max_duration:
-        raise BadAudio(
-            name, f"too long: its header claims {claimed:.1f} s > {max_duration} s; split it into utterances"
-        )
+        raise _too_long(name, f"its header claims {claimed:.1f} s", max_duration)
     try:
         info = sf.info(source)
     except Exception as error:  # libsndfile raises several types for broken headers
-        raise BadAudio(name, f"corrupt or not audio ({error}); re-export it as 16-bit PCM WAV") from None
+        raise _corrupt(name, error) from None
     finally:
         if hasattr(source, "seek"):
             source.seek(0)
     if info.samplerate <= 0:
         raise BadAudio(name, f"corrupt header: sampling rate {info.samplerate}")
     if info.frames / info.samplerate > max_duration:
-        raise BadAudio(
-            name, f"too long: {info.frames / info.samplerate:.1f} s > {max_duration} s; split it into utterances"
-        )
+        raise _too_long(name, f"{info.frames / info.samplerate:.1f} s", max_duration)
+
+
+def _corrupt(name, error: Exception) -> BadAudio:
+    return BadAudio(name, f"corrupt or not audio ({error}); re-export it as 16-bit PCM WAV")
+
+
+def _too_long(name, duration: str, max_duration: float) -> BadAudio:
+    return BadAudio(name, f"too long: {duration} > {max_duration} s; split it into utterances")

@@ -135,7 +135,7 @@ def _extract_one(path: str) -> tuple[np.ndarray | None, str | None]:
         cached = cache.get(key)
         if cached is not None:
             return cached, None
-        utterance = read_utterance(path, settings.channel, settings.min_duration, settings.max_duration)
+        utterance = read_utterance(path, settings.channel, settings.min_duration)  # header checked above
     except BadAudio as bad:
         return None, bad.reason
     values = _WORKER["smile"].process_signal(utterance.signal, utterance.sampling_rate).to_numpy()[0]
