@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import optuna
 import pytest
+import torch
 import yaml
 
 from crossemo.errors import UserError
@@ -77,3 +78,29 @@ def test_an_existing_study_needs_resume_and_keeps_its_finished_trials(tmp_path, 
     study = tune(table, x, s, resume=True, n_trials=3)
     after = {t.number: t.value for t in study.trials}
     assert len(after) == 3 and all(after[n] == v for n, v in before.items())
+
+
+def test_pruning_callback_hears_every_epochs_validation_uar():
+    """Fine-tuning validates inside its one Lightning step per epoch: the pruning callback must still
+    report each epoch's validation UAR to the trial (else no trial is ever pruned)."""
+    from crossemo.dbn import FeedForward, FinetuneSettings, finetune
+    from crossemo.tuning import EpochEndPruning
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((120, 6)).astype(np.float32))
+    y = torch.from_numpy((x[:, 0] > 0).numpy().astype(np.int64))
+    trial = optuna.create_study(direction="maximize").ask()
+    settings = FinetuneSettings(max_epochs=4, min_epochs=4, patience=10, batch_size=32)
+    finetune(
+        FeedForward(6, (8,)),
+        x[:90],
+        y[:90],
+        x[90:],
+        y[90:],
+        settings,
+        progress=False,
+        callbacks=[EpochEndPruning(trial, "finetune/val_uar")],
+    )
+    reported = trial.study.trials[0].intermediate_values
+    assert sorted(reported) == [0, 1, 2, 3]
+    assert all(0.0 <= value <= 1.0 for value in reported.values())

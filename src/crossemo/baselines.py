@@ -14,8 +14,9 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.svm import SVC
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import DataLoader
 
-from .dbn import batches, quiet_lightning, trainer
+from .dbn import batches, one_step_per_epoch, quiet_lightning, trainer
 from .estimator import ValenceModel
 
 
@@ -63,22 +64,34 @@ class SparseAutoencoderModule(L.LightningModule):
         sparsity_target: float,
         sparsity_weight: float,
         weight_decay: float,
+        data: DataLoader,
     ):
         super().__init__()
+        self.automatic_optimization = False  # a whole epoch per step, as in crossemo.dbn
         self.net, self.learning_rate, self.weight_decay = net, learning_rate, weight_decay
-        self.sparsity_target, self.sparsity_weight = sparsity_target, sparsity_weight
+        self.sparsity_target, self.sparsity_weight, self.data = sparsity_target, sparsity_weight, data
 
-    def training_step(self, batch, batch_index):
-        (x,) = batch
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
         reconstruction, code = self.net(x)
         rho, rho_hat = self.sparsity_target, code.mean(0).clamp(1e-6, 1 - 1e-6)
         kl = (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
-        loss = F.mse_loss(reconstruction, x) + self.sparsity_weight * kl
-        self.log("sae/loss", loss, on_step=False, on_epoch=True)
-        return loss
+        return F.mse_loss(reconstruction, x) + self.sparsity_weight * kl
+
+    def training_step(self, batch, epoch_step):
+        """One epoch: an Adam step per mini-batch of `data` (see crossemo.dbn.one_step_per_epoch)."""
+        optimizer, total, rows = self.optimizers(), torch.zeros(()), 0
+        for (x,) in self.data:
+            loss = self.loss(x)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+            total, rows = total + loss.detach() * len(x), rows + len(x)
+        self.log("sae/loss", total / rows)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        return torch.optim.Adam(
+            self.net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay, fused=True
+        )
 
 
 class SparseAutoencoderSVM(ValenceModel):
@@ -111,13 +124,12 @@ class SparseAutoencoderSVM(ValenceModel):
         L.seed_everything(self.seed, workers=False, verbose=False)
         x_all = x if unlabeled is None else np.concatenate([x, unlabeled])
         self.autoencoder_ = SparseAutoencoder(x.shape[1], self.hidden)
+        data = batches(torch.from_numpy(x_all), batch_size=self.batch_size, shuffle=True, seed=self.seed)
         module = SparseAutoencoderModule(
-            self.autoencoder_, self.learning_rate, self.sparsity_target, self.sparsity_weight, self.weight_decay
+            self.autoencoder_, self.learning_rate, self.sparsity_target, self.sparsity_weight, self.weight_decay, data
         )
         with quiet_lightning(self.progress):
-            trainer(self.epochs, self.logger, self.progress).fit(
-                module, batches(torch.from_numpy(x_all), self.batch_size, True, self.seed)
-            )
+            trainer(self.epochs, self.logger, self.progress).fit(module, one_step_per_epoch())
         self.svm_ = calibrated_svm(C=self.C, seed=self.seed).fit(self._code(x), y)
 
     @torch.no_grad()

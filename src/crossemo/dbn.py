@@ -74,13 +74,24 @@ class RBMStack(nn.Module):
         return x
 
 
-def batches(x: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
-    """Whole batches by tensor indexing: a per-row collate would cost more than the CD step."""
-    dataset = TensorDataset(x)
+def batches(*tensors: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    """Whole batches by tensor indexing: a per-row collate would cost more than the CD step. Each
+    pass draws a new order from the one seeded generator."""
+    dataset = TensorDataset(*tensors)
     order = (
         RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)) if shuffle else SequentialSampler(dataset)
     )
     return DataLoader(dataset, batch_size=None, sampler=BatchSampler(order, batch_size, drop_last=False))
+
+
+def one_step_per_epoch() -> DataLoader:
+    """The loader Lightning walks: one item an epoch, so `training_step` runs once per epoch and the
+    module walks that epoch's mini-batches itself. Lightning's per-step machinery (fetching, hooks,
+    logging) cost more than a whole step of these small nets (bench/finetuning.py); per epoch it is
+    noise. The mini-batches, their order and the updates are the same as one step per batch."""
+    # Its own generator: a loader without one draws a seed from the global stream each epoch, which
+    # would shift the CD samples and dropout masks drawn from it.
+    return DataLoader([0], batch_size=None, generator=torch.Generator())
 
 
 class LayerPretrainer(L.LightningModule):
@@ -90,13 +101,14 @@ class LayerPretrainer(L.LightningModule):
         self,
         rbm: RBM,
         settings: PretrainSettings,
+        data: DataLoader,
         layer: int = 0,
         held_out: torch.Tensor | None = None,
         monitor_rows: int = 512,
     ):
         super().__init__()
         self.automatic_optimization = False
-        self.rbm, self.settings, self.layer = rbm, settings, layer
+        self.rbm, self.settings, self.layer, self.data = rbm, settings, layer, data
         self.held_out = held_out[:monitor_rows] if held_out is not None else None
         self.monitor_rows = monitor_rows
         self.chain: torch.Tensor | None = None
@@ -122,8 +134,12 @@ class LayerPretrainer(L.LightningModule):
             group["momentum"] = momentum
         self._epoch_error, self._epoch_batches = 0.0, 0
 
-    def training_step(self, batch, batch_index):
-        (v0,) = batch
+    def training_step(self, batch, epoch_step):
+        """One epoch: a CD update per mini-batch of `data` (see `one_step_per_epoch`)."""
+        for batch_index, (v0,) in enumerate(self.data):
+            self._cd_update(v0, batch_index)
+
+    def _cd_update(self, v0: torch.Tensor, batch_index: int):
         s = self.settings
         chain = None
         if s.persistent:
@@ -220,9 +236,10 @@ def pretrain_stack(
         epochs = settings.epochs_for(i, len(stack.layers))
         if epochs > 0:
             log.info("pretraining layer %d (%d x %d) for %d epochs", i, rbm.n_visible, rbm.n_hidden, epochs)
-            module = LayerPretrainer(rbm, settings, layer=i, held_out=monitor)
+            layer_data = batches(data, batch_size=settings.batch_size, shuffle=True, seed=seed + i)
+            module = LayerPretrainer(rbm, settings, layer_data, layer=i, held_out=monitor)
             with quiet_lightning(progress):
-                trainer(epochs, logger, progress).fit(module, batches(data, settings.batch_size, True, seed + i))
+                trainer(epochs, logger, progress).fit(module, one_step_per_epoch())
         data = rbm.hidden_probs(data).detach()
         monitor = rbm.hidden_probs(monitor).detach() if monitor is not None else None
     return stack
@@ -267,54 +284,53 @@ class FinetuneSettings:
 
 class ValenceClassifier(L.LightningModule):
     """Class-weighted cross-entropy; validation loss (for early stopping) and UAR (unweighted average
-    recall: the weights of its best epoch are kept)."""
+    recall: the weights of its best epoch are kept).
 
-    def __init__(self, net: FeedForward, settings: FinetuneSettings, class_weights: torch.Tensor):
+    Each Lightning step is a whole epoch (see `one_step_per_epoch`): an Adam step per mini-batch of
+    `data`, then one pass over all validation rows, logged in one call. Lightning's validation loop
+    cost more per epoch than the epoch itself on the demo-size nets (bench/finetuning.py).
+    """
+
+    def __init__(
+        self,
+        net: FeedForward,
+        settings: FinetuneSettings,
+        class_weights: torch.Tensor,
+        data: DataLoader,
+        validation: tuple[torch.Tensor, torch.Tensor],
+    ):
         super().__init__()
-        # Manual optimisation and one log call per epoch: on nets this small, Lightning's closure and
-        # per-step logging cost as much as the step itself (bench/finetuning.py).
         self.automatic_optimization = False
-        self.net, self.settings = net, settings
+        self.net, self.settings, self.data, self.validation = net, settings, data, validation
         self.register_buffer("class_weights", class_weights)
-        self._val_pred: list[torch.Tensor] = []
-        self._val_true: list[torch.Tensor] = []
-        self._loss_sum, self._rows = torch.zeros(()), 0
         self.best_uar_, self.best_state_ = -1.0, None
 
     def forward(self, x):
         return self.net(x)
 
-    def training_step(self, batch, batch_index):
-        x, y = batch
-        loss = F.cross_entropy(self.net(x), y, weight=self.class_weights)
-        optimizer = self.optimizers()
-        optimizer.zero_grad()
-        self.manual_backward(loss)
-        optimizer.step()
-        self._loss_sum += loss.detach() * len(y)
-        self._rows += len(y)
+    def training_step(self, batch, epoch_step):
+        optimizer, loss_sum, rows = self.optimizers(), torch.zeros(()), 0
+        for x, y in self.data:
+            loss = F.cross_entropy(self.net(x), y, weight=self.class_weights)
+            optimizer.zero_grad()
+            self.manual_backward(loss)
+            optimizer.step()
+            loss_sum, rows = loss_sum + loss.detach() * len(y), rows + len(y)
+        val_loss, val_uar = self._validate()
+        self.log_dict({"finetune/train_loss": loss_sum / rows, "finetune/val_loss": val_loss})
+        self.log("finetune/val_uar", val_uar, prog_bar=True)
 
-    def on_train_epoch_end(self):
-        if self._rows:
-            self.log("finetune/train_loss", self._loss_sum / self._rows)
-        self._loss_sum, self._rows = torch.zeros(()), 0
-
-    def validation_step(self, batch, batch_index):
-        x, y = batch
+    @torch.no_grad()
+    def _validate(self) -> tuple[torch.Tensor, float]:
+        x, y = self.validation
+        self.net.eval()
         logits = self.net(x)
-        self.log("finetune/val_loss", F.cross_entropy(logits, y, weight=self.class_weights), on_epoch=True)
-        self._val_pred.append(logits.argmax(1))
-        self._val_true.append(y)
-
-    def on_validation_epoch_end(self):
-        uar = unweighted_average_recall(
-            torch.cat(self._val_true), torch.cat(self._val_pred), self.net.head.out_features
-        )
-        self._val_pred, self._val_true = [], []
-        self.log("finetune/val_uar", uar, prog_bar=True)
+        self.net.train()
+        uar = unweighted_average_recall(y, logits.argmax(1), self.net.head.out_features)
         if uar > self.best_uar_:  # keep the best checkpoint in memory: the nets are small
             self.best_uar_ = uar
             self.best_state_ = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        return F.cross_entropy(logits, y, weight=self.class_weights), uar
 
     def configure_optimizers(self):
         # fused: the same Adam in one kernel per parameter; on these nets the default (foreach) Adam
@@ -346,22 +362,13 @@ def finetune(
     validation-UAR epoch."""
     L.seed_everything(seed, workers=False, verbose=False)
     counts = torch.bincount(y, minlength=net.head.out_features).clamp(min=1).float()
-    module = ValenceClassifier(net, settings, counts.sum() / (len(counts) * counts))
-    train = DataLoader(
-        TensorDataset(x, y),
-        batch_size=None,
-        sampler=BatchSampler(
-            RandomSampler(range(len(x)), generator=torch.Generator().manual_seed(seed)), settings.batch_size, False
-        ),
-    )
-    val = DataLoader(
-        TensorDataset(x_val, y_val),
-        batch_size=None,
-        sampler=BatchSampler(SequentialSampler(range(len(x_val))), 4096, False),
-    )
+    train = batches(x, y, batch_size=settings.batch_size, shuffle=True, seed=seed)
+    module = ValenceClassifier(net, settings, counts.sum() / (len(counts) * counts), train, (x_val, y_val))
     # Stop on the validation loss, which keeps falling while UAR still sits at 0.5 on the plateau
     # where every sigmoid net starts; keep the weights of the best validation UAR.
-    stop = L.pytorch.callbacks.EarlyStopping("finetune/val_loss", mode="min", patience=settings.patience)
+    stop = L.pytorch.callbacks.EarlyStopping(
+        "finetune/val_loss", mode="min", patience=settings.patience, check_on_train_epoch_end=True
+    )
     with quiet_lightning(progress):
         trainer(
             settings.max_epochs,
@@ -369,7 +376,7 @@ def finetune(
             progress,
             callbacks=[stop, *(callbacks or [])],
             min_epochs=min(settings.min_epochs, settings.max_epochs),
-        ).fit(module, train, val)
+        ).fit(module, one_step_per_epoch())
     if module.best_state_ is not None:
         net.load_state_dict(module.best_state_)
     return net.eval()

@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import yaml
+from optuna_integration import PyTorchLightningPruningCallback
 
 from . import tracking
 from .config import SearchSpace, TuneSettings  # noqa: F401 (TuneSettings: part of this module's interface)
@@ -76,8 +77,6 @@ class Objective:
         )
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from optuna_integration import PyTorchLightningPruningCallback
-
         config = self.settings.space.sample(trial)
         config["finetune"].update(
             max_epochs=self.settings.finetune_max_epochs, patience=self.settings.finetune_patience
@@ -94,7 +93,7 @@ class Objective:
                 **config,
                 pretrain_data="train",
                 seed=self.settings.seed,
-                callbacks=[PyTorchLightningPruningCallback(trial, "finetune/val_uar")],
+                callbacks=[EpochEndPruning(trial, "finetune/val_uar")],
             )
             try:
                 model.fit(self.x[self.train], labels[self.train], groups=groups[self.train])
@@ -175,3 +174,11 @@ def tune(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(yaml.safe_dump(best_params_yaml(study, settings), sort_keys=False))
     return study
+
+
+class EpochEndPruning(PyTorchLightningPruningCallback):
+    """Optuna's Lightning pruning callback, asked at each epoch's end: it listens for Lightning's
+    validation loop, and crossemo's fine-tuning validates inside its one step per epoch instead."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.on_validation_end(trainer, pl_module)

@@ -1,0 +1,69 @@
+"""The whole study, timed: the demo pipeline and the real-corpora study (`make real`), cold caches.
+
+    python bench/study.py [--rev HEAD] [--skip-demo] [--skip-real] [--corpora ../shared/corpora]
+
+Each part runs in a fresh clone of the commit (empty feature, pretraining and MLflow stores):
+  demo: `crossemo demo generate`, `dvc add data`, `dvc repro` (as bench/demo_pipeline.py);
+  real: `make real`'s steps: `crossemo corpora import CORPORA data/real`, `crossemo params use
+        params.real.yaml`, `dvc add data`, `dvc repro` (features of about 2,000 files included).
+Per-stage seconds are printed as each part ends. Goals on the 2-core machine: demo under 4 minutes,
+real under 40. Last line: demo_minutes=<m> real_minutes=<m> (n/a for a skipped part).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from demo_pipeline import clone, print_stages, repro_by_stage, timed
+
+CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+GOALS = {"demo": 4.0, "real": 40.0}
+
+
+def demo(rev: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        project = clone(Path(tmp), rev=rev)
+        prepare = timed(project, "crossemo", "demo", "generate", "data/demo")
+        prepare += timed(project, "dvc", "add", "--quiet", "data")
+        stages, total = repro_by_stage(project)
+    print(f"\ndemo ({rev}): generate + dvc add {prepare:.1f} s")
+    print_stages(stages, total)
+    return total
+
+
+def real(rev: str, corpora: Path) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        project = clone(Path(tmp), rev=rev)
+        prepare = timed(project, "crossemo", "corpora", "import", str(corpora), "data/real")
+        prepare += timed(project, "crossemo", "params", "use", "params.real.yaml")
+        prepare += timed(project, "dvc", "add", "--quiet", "data")
+        stages, total = repro_by_stage(project)
+    print(f"\nreal corpora ({rev}): import + params + dvc add {prepare:.1f} s")
+    print_stages(stages, total)
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rev", default="HEAD")
+    parser.add_argument("--corpora", type=Path, default=CORPORA)
+    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--skip-real", action="store_true")
+    args = parser.parse_args()
+    minutes = {"demo": None, "real": None}
+    if not args.skip_demo:
+        minutes["demo"] = demo(args.rev) / 60
+    if not args.skip_real:
+        if not (args.corpora / "emodb").is_dir():
+            raise SystemExit(f"no real corpora at {args.corpora}: pass --corpora or --skip-real")
+        minutes["real"] = real(args.rev, args.corpora.resolve()) / 60
+    for part, value in minutes.items():
+        if value is not None:
+            print(f"{part}: {value:.1f} min (goal < {GOALS[part]:g}: {'met' if value < GOALS[part] else 'not met'})")
+    print(" ".join(f"{part}_minutes={'n/a' if v is None else f'{v:.1f}'}" for part, v in minutes.items()))
+
+
+if __name__ == "__main__":
+    main()
