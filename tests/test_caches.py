@@ -10,7 +10,7 @@ import torch
 
 from crossemo.dbn import RBMStack
 from crossemo.features import FeatureCache, feature_names
-from crossemo.models import StackCache
+from crossemo.stacks import StackCache
 
 
 def damage(path, how: str) -> None:

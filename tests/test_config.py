@@ -62,14 +62,14 @@ def test_unknown_names_are_explained(params):
 def test_models_clone_as_scikit_learn_estimators_and_take_only_the_runtime_they_declare(params):
     from sklearn.base import clone
 
-    dbn = model_from_params(params, "dbn_demo", seed=3, logger="a logger", cache_dir=".cache/x", unknown="ignored")
-    assert (dbn.logger, dbn.cache_dir, dbn.seed) == ("a logger", ".cache/x", 3)
+    dbn = model_from_params(params, "dbn_demo", seed=3, logger="a logger", stack_store="a store", unknown="ignored")
+    assert (dbn.logger, dbn.stack_store, dbn.seed) == ("a logger", "a store", 3)
     copy = clone(dbn)
     assert copy is not dbn and copy.get_params() == dbn.get_params() and not hasattr(copy, "net_")
-    svm = model_from_params(params, "svm", logger="a logger", cache_dir=".cache/x")
+    svm = model_from_params(params, "svm", logger="a logger", stack_store="a store")
     assert set(svm.get_params()) == {"C", "kernel", "seed"}
-    mlp = model_from_params(params, "mlp_demo", logger="a logger", cache_dir=".cache/x")
-    assert mlp.logger == "a logger" and "cache_dir" not in mlp.get_params()  # no stack, so no stack cache
+    mlp = model_from_params(params, "mlp_demo", logger="a logger", stack_store="a store")
+    assert mlp.logger == "a logger" and "stack_store" not in mlp.get_params()  # no stack, so no stack cache
     assert not isinstance(mlp, DBNValence)  # the same fine-tuning, not a DBN with pretraining switched off
 
 

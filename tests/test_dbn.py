@@ -29,6 +29,7 @@ from crossemo.labels import CLASSES
 from crossemo.models import DBNValence, make_model
 from crossemo.rbm import RBM
 from crossemo.splits import validation_split
+from crossemo.stacks import StackCache
 
 from .conftest import log_likelihood
 
@@ -255,7 +256,7 @@ def test_pretrained_stacks_are_cached_by_their_inputs(tmp_path, monkeypatch):
         pretrain={"epochs": 2, "batch_size": 32},
         finetune={"max_epochs": 3},
         pretrain_data="unlabeled",
-        cache_dir=str(tmp_path),
+        stack_store=StackCache(tmp_path),
     )
     pool = x[::2]
     first = DBNValence(seed=1, **params).fit(x, y, groups=speakers, unlabeled=pool)

@@ -169,7 +169,7 @@ def test_the_stack_cache_builds_a_stack_once_while_others_wait(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
     from crossemo.dbn import RBMStack
-    from crossemo.models import StackCache
+    from crossemo.stacks import StackCache
 
     builds = []
 

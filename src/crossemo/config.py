@@ -92,6 +92,13 @@ class UnlabeledPool(StrEnum):
     ALL = "all"  # every row of every corpus: one shared pool, so one cached RBM stack per seed
 
 
+class Executor(StrEnum):
+    """Where a scenario's units of work run; the results are the same on either."""
+
+    LOCAL = "local"  # `workers` processes on this machine
+    DASK = "dask"  # an existing dask.distributed cluster (scheduler_address or DASK_SCHEDULER_ADDRESS)
+
+
 @dataclass(frozen=True)
 class ExperimentSettings:
     models: tuple[str, ...]
@@ -107,10 +114,13 @@ class ExperimentSettings:
     cache_dir: str = ".cache/pretrained"
     workers: int = 1  # processes running fits side by side; each gets cores // workers torch threads
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else the project's sqlite store
+    executor: Executor = Executor.LOCAL
+    scheduler_address: str | None = None  # Dask scheduler; None: DASK_SCHEDULER_ADDRESS
 
     def __post_init__(self):
         object.__setattr__(self, "normalization", Normalization(self.normalization))
         object.__setattr__(self, "unlabeled", UnlabeledPool(self.unlabeled))
+        object.__setattr__(self, "executor", Executor(self.executor))
         for name in ("models", "seeds", "within_protocols", "fractions"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         unknown = set(self.within_protocols) - {"random", "speaker", "sessions"}

@@ -51,7 +51,7 @@ class ValenceModel:
         return self.classes_[self.predict_proba(X).argmax(1)]
 
     #: What a model may be handed at construction besides its hyperparameters, if the caller has it:
-    #: "logger" (per-epoch curves), "cache_dir" (pretrained stacks), "progress", "callbacks".
+    #: "logger" (per-epoch curves), "stack_store" (pretrained stacks), "progress", "callbacks".
     RUNTIME: frozenset[str] = frozenset()
 
     def get_params(self, deep: bool = True) -> dict:

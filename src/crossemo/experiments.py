@@ -18,12 +18,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
-from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from . import tracking
-from .config import ExperimentSettings, Scenario, UnlabeledPool
+from .config import Executor, ExperimentSettings, Scenario, UnlabeledPool
 from .epoch_curves import BatchedMLFlowLogger
+from .executors import run_units
 from .features import labelled_rows
 from .metrics import evaluate
 from .models import model_from_config
@@ -38,6 +38,7 @@ from .splits import (
     within_sessions,
     within_speaker_folds,
 )
+from .stacks import ArtifactStackStore, StackCache
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,8 @@ class Runner:
                 self.scenario,
             )
         settings = replace(self.settings, tracking_uri=uri, cache_dir=str(Path(self.settings.cache_dir).resolve()))
+        if settings.executor is Executor.DASK:  # the stacks' experiment, made here: in this project's folder
+            tracking.experiment(ArtifactStackStore.EXPERIMENT)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{self.scenario}", tags=tags) as parent:
             mlflow.log_params(tracking.flatten({"experiments": _jsonable(self.settings)}))
             context = RunContext(
@@ -204,13 +207,11 @@ class Runner:
     def _execute(self, context: RunContext, units: list[Unit]) -> list[tuple[int, dict]]:
         rows = []
         bar = tqdm(total=sum(len(u.jobs) for u in units), desc=str(self.scenario), disable=not self.progress)
-        # One worker runs in this process (no pickling, the parent run stays the active one); more
-        # run in loky processes, each writing its own nested runs under the parent's id.
-        parallel = Parallel(n_jobs=self.settings.workers, return_as="generator_unordered")
-        for done in parallel(delayed(run_unit)(context, unit) for unit in units):
+        for done in run_units(run_unit, context, units, self.settings):
             rows += done
             bar.update(len(done))
         bar.close()
+        _end_lost_children(context.parent_id, {row["run_id"] for _, row in rows})
         return rows
 
     def _normalized_once(self) -> np.ndarray | None:
@@ -246,6 +247,21 @@ def _end_unfinished_children(parent_id: str, stop: BaseException) -> None:
         client.set_terminated(run.info.run_id, status)
     if status == "KILLED":
         mlflow.end_run("KILLED")  # the parent too; otherwise the context manager records FAILED
+
+
+def _end_lost_children(parent_id: str, kept: set[str]) -> None:
+    """A unit whose worker died midway ran again elsewhere: the nested runs of the lost attempt
+    (left RUNNING, or finished before the worker died) are marked KILLED and tagged, so that only the
+    runs behind the results count."""
+    client = mlflow.MlflowClient()
+    parent = client.get_run(parent_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'", max_results=50000
+    )
+    for run in children:
+        if run.info.run_id not in kept:
+            client.set_tag(run.info.run_id, "lost_with_worker", "true")
+            client.set_terminated(run.info.run_id, "KILLED")
 
 
 def parent_metrics(results: pd.DataFrame) -> dict[str, float]:
@@ -318,7 +334,7 @@ def _fit(context: RunContext, unit: Unit, split: Split, x: np.ndarray, run_id: s
     # offered to every model; each takes what its class declares (models.MODELS[kind].RUNTIME)
     runtime = {
         "logger": BatchedMLFlowLogger(context.settings.tracking_uri, run_id),
-        "cache_dir": context.settings.cache_dir,
+        "stack_store": stack_store(context.settings),
     }
     model = model_from_config(context.models, unit.model_name, seed=unit.seed, **runtime)
     return model.fit(
@@ -327,6 +343,14 @@ def _fit(context: RunContext, unit: Unit, split: Split, x: np.ndarray, run_id: s
         groups=context.speakers[split.train],
         unlabeled=_pool(context, x, split),
     )
+
+
+def stack_store(settings: ExperimentSettings) -> StackCache | ArtifactStackStore:
+    """Local workers share the cache folder; a cluster's workers share no disk, but all reach the
+    tracking server's artifact store."""
+    if settings.executor is Executor.DASK:
+        return ArtifactStackStore(settings.tracking_uri)
+    return StackCache(settings.cache_dir)
 
 
 def _evaluate(context: RunContext, unit: Unit, job: Job, x: np.ndarray, model, run_id: str) -> dict:

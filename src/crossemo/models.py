@@ -6,22 +6,18 @@ learned state ends in `_`. The experiments swap them by name (`MODELS`) from par
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 from enum import StrEnum
-from pathlib import Path
 
 import numpy as np
 import torch
-from filelock import FileLock
 
 from .baselines import SparseAutoencoderSVM, SVMValence
-from .checked_files import discard, read_checked, write_checked
 from .dbn import FeedForward, FinetuneSettings, PretrainSettings, RBMStack, finetune, pretrain_stack
 from .errors import ConfigError
 from .estimator import ValenceModel
 from .splits import validation_split
+from .stacks import ArtifactStackStore, StackCache, stack_key
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +83,7 @@ class FineTunedNet(ValenceModel):
 class DBNValence(FineTunedNet):
     """RBM stack pretrained greedily with contrastive divergence, then fine-tuned with labels."""
 
-    RUNTIME = frozenset({"logger", "cache_dir", "progress", "callbacks"})
+    RUNTIME = frozenset({"logger", "stack_store", "progress", "callbacks"})
 
     def __init__(
         self,
@@ -98,11 +94,11 @@ class DBNValence(FineTunedNet):
         seed: int = 0,
         progress: bool = False,
         logger=None,
-        cache_dir: str | None = None,
+        stack_store: StackCache | ArtifactStackStore | None = None,
         callbacks: list | None = None,
     ):
         super().__init__(hidden, finetune, seed, progress, logger, callbacks)
-        self.pretrain, self.pretrain_data, self.cache_dir = pretrain, PretrainData(pretrain_data), cache_dir
+        self.pretrain, self.pretrain_data, self.stack_store = pretrain, PretrainData(pretrain_data), stack_store
 
     def _settings(self) -> tuple[PretrainSettings, FinetuneSettings]:
         pre = (
@@ -138,61 +134,16 @@ class DBNValence(FineTunedNet):
                 self.seed,
             )
 
-        if self.cache_dir:
-            cache = StackCache(self.cache_dir)
-            self.stack_ = cache.get_or_build(
-                cache.key(x_pre, self.hidden, pre, self.seed), x_pre.shape[1], self.hidden, build
-            )
+        if self.stack_store is not None:
+            key = stack_key(x_pre, self.hidden, pre, self.seed)
+            self.stack_ = self.stack_store.get_or_build(key, x_pre.shape[1], self.hidden, build)
         else:
             self.stack_ = build()
         torch.manual_seed(self.seed)  # the head's init must not depend on whether the stack came from the cache
         return FeedForward.from_stack(self.stack_, dropout=fine.dropout)
 
-    #: the pretrained stack's weights live on in net_ and in the stack cache: don't save them twice
+    #: the pretrained stack's weights live on in net_ and in the stack store: don't save them twice
     _not_pickled = ("stack_",)
-
-
-class StackCache:
-    """Pretrained stacks on disk, keyed by their exact inputs: the same rows, sizes, settings and seed."""
-
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-
-    def key(self, x: np.ndarray, hidden: tuple[int, ...], settings: PretrainSettings, seed: int) -> str:
-        digest = hashlib.sha1(np.ascontiguousarray(x, dtype=np.float32).tobytes())
-        digest.update(repr((x.shape, tuple(hidden), settings, seed, torch.__version__)).encode())
-        return digest.hexdigest()
-
-    def get(self, key: str, n_inputs: int, hidden: tuple[int, ...]) -> RBMStack | None:
-        """The cached stack, or None when absent or damaged (a damaged entry is removed and rebuilt)."""
-        path = self.directory / f"{key}.stack"
-        payload = read_checked(path)
-        if payload is None:
-            return None
-        stack = RBMStack(n_inputs, hidden)
-        try:
-            stack.load_state_dict(torch.load(io.BytesIO(payload), weights_only=True))
-        except (RuntimeError, ValueError, KeyError, EOFError) as error:  # intact file, wrong contents
-            discard(path, f"not a stack of these sizes ({error})")
-            return None
-        log.info("pretrained stack %s taken from the cache", key[:10])
-        return stack
-
-    def get_or_build(self, key: str, n_inputs: int, hidden: tuple[int, ...], build) -> RBMStack:
-        """The cached stack, or `build()`'s, stored. A file lock makes parallel workers that need the
-        same stack wait for the one pretraining it rather than pretrain it again."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with FileLock(self.directory / f"{key}.lock"):
-            stack = self.get(key, n_inputs, hidden)
-            if stack is None:
-                stack = build()
-                self.put(key, stack)
-        return stack
-
-    def put(self, key: str, stack: RBMStack) -> None:
-        buffer = io.BytesIO()
-        torch.save(stack.state_dict(), buffer)
-        write_checked(self.directory / f"{key}.stack", buffer.getvalue())
 
 
 class FeedForwardValence(FineTunedNet):
@@ -220,7 +171,7 @@ def make_model(name: str, **params) -> ValenceModel:
 
 def model_from_config(configs: dict, name: str, seed: int = 0, **runtime) -> ValenceModel:
     """A fresh, unfitted model from the configuration `configs[name]` (params.yaml's models: section).
-    `runtime` offers what the caller has (logger, cache_dir, progress, callbacks); each model takes
+    `runtime` offers what the caller has (logger, stack_store, progress, callbacks); each model takes
     only what its class declares in RUNTIME."""
     if name not in configs:
         raise ConfigError(

@@ -42,16 +42,27 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def experiment(name: str, artifacts: Path = ARTIFACTS) -> str:
-    """The experiment's id, creating it with its artifacts under mlruns/artifacts/<name>, marked as a
-    model-training experiment."""
+    """The experiment's id, creating it marked as a model-training experiment. With the project's
+    sqlite store its artifacts go under mlruns/artifacts/<name>; a tracking server keeps its own
+    artifact store (every worker of a cluster reaches it, and no client's disk)."""
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         if found.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
             mlflow.MlflowClient().set_experiment_tag(found.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return found.experiment_id
-    location = (artifacts / name).resolve()
-    location.mkdir(parents=True, exist_ok=True)
-    return mlflow.create_experiment(name, artifact_location=location.as_uri(), tags=EXPERIMENT_KIND)
+    location = None
+    if mlflow.get_tracking_uri().startswith("sqlite:"):
+        location = (artifacts / name).resolve()
+        location.mkdir(parents=True, exist_ok=True)
+    try:
+        return mlflow.create_experiment(
+            name, artifact_location=location.as_uri() if location else None, tags=EXPERIMENT_KIND
+        )
+    except mlflow.exceptions.MlflowException:  # created meanwhile by another process (two cluster workers)
+        found = mlflow.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 #: What `dvc exp run` tells its stages about the experiment (DVC sets these in the environment), as
