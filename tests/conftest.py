@@ -78,3 +78,31 @@ def log_likelihood(rbm: RBM, data: torch.Tensor) -> float:
     with torch.no_grad():
         log_z = torch.logsumexp(-rbm.free_energy(states(4)), 0)
         return float((-rbm.free_energy(data) - log_z).mean())
+
+
+def free_port() -> int:
+    """A port nothing listens on now (servers started by the tests bind it next)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, process=None, timeout: float = 120) -> None:
+    """Until `url` answers (any status below 500), or fail naming the URL (and the process' exit)."""
+    import time
+
+    import requests
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the server for {url} exited with status {process.returncode}")
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{url} did not answer within {timeout:.0f} s")

@@ -23,7 +23,7 @@ TINY_SPACE = SearchSpace(layers=(1, 1), units=(8, 16), pretrain_epochs=(1, 2), c
 
 
 def settings(tmp_path, **kw) -> TuneSettings:
-    return TuneSettings(
+    defaults = dict(
         corpora=("a", "b"),
         storage=f"sqlite:///{tmp_path}/optuna.db",
         n_trials=6,
@@ -31,8 +31,8 @@ def settings(tmp_path, **kw) -> TuneSettings:
         finetune_patience=2,
         output=str(tmp_path / "best.yaml"),
         space=TINY_SPACE,
-        **kw,
     )
+    return TuneSettings(**{**defaults, **kw})
 
 
 def data():

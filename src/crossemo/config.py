@@ -196,6 +196,8 @@ class TuneSettings:
     finetune_patience: int = 8
     output: str = "tuning/best_params.yaml"
     space: SearchSpace = field(default_factory=SearchSpace)
+    heartbeat_interval: int = 30  # seconds between a running trial's heartbeats in the storage
+    grace_period: int = 90  # seconds without one before the trial counts as dead (its worker died) and is failed
 
     def __post_init__(self):
         object.__setattr__(self, "corpora", tuple(self.corpora))

@@ -27,20 +27,22 @@ from .splits import speaker_keys, validation_split
 log = logging.getLogger(__name__)
 
 
-def storage(url: str) -> optuna.storages.RDBStorage:
-    """RDB storage with a heartbeat: a trial whose worker died is failed, not left running forever."""
+def storage(settings: TuneSettings) -> optuna.storages.RDBStorage:
+    """RDB storage with a heartbeat: a trial whose worker died is failed (when a worker next starts a
+    trial), not left running forever."""
+    url = settings.storage
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.RDBStorage(
         url,
-        heartbeat_interval=30,
-        grace_period=90,
+        heartbeat_interval=settings.heartbeat_interval,
+        grace_period=settings.grace_period,
         engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
     )
 
 
 def open_study(settings: TuneSettings, resume: bool) -> optuna.Study:
-    store = storage(settings.storage)
+    store = storage(settings)
     exists = settings.study_name in [s.study_name for s in optuna.get_all_study_summaries(store)]
     if exists and not resume:
         raise UserError(
