@@ -63,7 +63,9 @@ def main() -> None:
         local = run_scenarios(project, "local", scenarios, None)
         print(f"local executor (2 processes):     {local / 60:6.2f} min")
         os.chdir(project)  # the workers' own folder, as a cluster's would be theirs
-        with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, dashboard_address=None, local_directory=Path(tmp) / "dask"
+        ) as cluster:
             dask = run_scenarios(project, "dask", scenarios, cluster.scheduler_address)
         print(f"dask LocalCluster (2 workers):    {dask / 60:6.2f} min")
         print(f"same metrics on both: {same_results(project, scenarios)}")

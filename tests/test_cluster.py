@@ -36,8 +36,11 @@ COLUMNS = ["model", "source", "target", "seed", "accuracy", "uar", "macro_f1", "
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+def cluster(tmp_path_factory):
+    scratch = tmp_path_factory.mktemp("dask")  # the workers' spill space, not the system's temporary folder
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, local_directory=scratch
+    ) as cluster:
         yield cluster
 
 
@@ -129,7 +132,9 @@ def _open_unit_runs(store: str) -> int:
 
 def test_dask_workers_with_several_threads_are_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as threaded:
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None, local_directory=tmp_path
+    ) as threaded:
         with pytest.raises(ConfigError, match="--nthreads 1"):
             run(tmp_path, executor="dask", scheduler_address=threaded.scheduler_address)
 
