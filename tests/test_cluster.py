@@ -104,6 +104,9 @@ def test_a_worker_killed_midway_has_its_units_rerun_and_the_numbers_stay(cluster
     experiment = store.get_experiment_by_name("crossemo-single_source")
     children = store.search_runs([experiment.experiment_id], "tags.model != ''")
     kept = set(outcome["results"]["run_id"])
+    pretraining = [r for r in children if r.data.tags.get("stage") == "pretraining"]
+    assert pretraining and all(r.info.status in ("FINISHED", "KILLED") for r in pretraining)
+    children = [r for r in children if r.data.tags.get("stage") != "pretraining"]
     lost = [r for r in children if r.info.run_id not in kept]
     assert lost  # the killed worker's open runs, from the attempt that was run again
     assert all(r.info.status == "KILLED" and r.data.tags.get("lost_with_worker") == "true" for r in lost)
@@ -115,7 +118,7 @@ def _busy_worker(client: Client, store: str, timeout: float = 180) -> str:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if _open_unit_runs(store) >= 2:
-            busy = [w for w, tasks in client.processing().items() if any(str(t).startswith("run_unit") for t in tasks)]
+            busy = [w for w, tasks in client.processing().items() if any(str(t).startswith("run_item") for t in tasks)]
             if busy:
                 return busy[0]
         time.sleep(0.1)

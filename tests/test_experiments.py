@@ -73,7 +73,14 @@ def test_runs_are_nested_and_filterable_in_mlflow(store):
     assert len(trained) == 1 and set(fitted["tags.model_reused_from"].dropna()) == {trained["run_id"].iloc[0]}
     client = mlflow.MlflowClient()
     assert len(client.get_metric_history(trained["run_id"].iloc[0], "finetune/val_uar")) >= 1
-    assert len(client.get_metric_history(trained["run_id"].iloc[0], "pretrain/layer0/reconstruction_error")) == 2
+    # The stack every dbn_tiny fit of seed 0 shares was pretrained ahead of them, in a run of its own.
+    pretraining = mlflow.search_runs(
+        experiment_names=["crossemo-single_source"], filter_string="tags.stage = 'pretraining'"
+    )
+    assert len(pretraining) == 1 and pretraining["tags.model"].item() == "dbn_tiny"
+    assert pretraining["tags.mlflow.parentRunId"].item() == trained["tags.mlflow.parentRunId"].item()
+    assert len(client.get_metric_history(pretraining["run_id"].item(), "pretrain/layer0/reconstruction_error")) == 2
+    assert not client.get_metric_history(trained["run_id"].iloc[0], "pretrain/layer0/reconstruction_error")
 
 
 def test_a_crash_marks_its_run_failed(store):
@@ -146,14 +153,14 @@ def test_two_workers_give_the_same_results_and_pretrain_each_stack_once(store):
     children = runs[runs["run_id"].isin(parallel["run_id"])]
     parents = set(children["tags.mlflow.parentRunId"])
     assert len(parents) == 1 and runs.loc[runs["run_id"].isin(parents), "status"].item() == "FINISHED"
-    # Three DBN fits (one per source) share the one stack of seed 0: it is pretrained once.
+    # Three DBN fits (one per source) share the one stack of seed 0: it is pretrained once, ahead of them.
     client = mlflow.MlflowClient()
+    under_parent = runs[runs["tags.mlflow.parentRunId"].isin(parents)]
     pretrained = [
-        r
-        for r in children.loc[children["tags.model"] == "dbn_tiny", "run_id"]
-        if client.get_metric_history(r, "pretrain/layer0/reconstruction_error")
+        r for r in under_parent["run_id"] if client.get_metric_history(r, "pretrain/layer0/reconstruction_error")
     ]
     assert len(pretrained) == 1
+    assert under_parent.loc[under_parent["run_id"] == pretrained[0], "tags.stage"].item() == "pretraining"
 
 
 def test_two_workers_carry_each_jobs_own_features_under_training_set_normalisation(store):
@@ -239,7 +246,8 @@ def test_parent_runs_carry_summary_metrics_and_the_dvc_experiment(store, monkeyp
         experiment_names=["crossemo-leave_one_out"], filter_string="tags.dvc_experiment = 'wider-nets'"
     )
     parent = runs[runs["tags.mlflow.parentRunId"].isna()]
-    assert len(runs) == len(results) + 1 and len(parent) == 1
+    pretraining = runs[runs["tags.stage"] == "pretraining"]  # dbn_tiny's stack for seed 0, ahead of its fits
+    assert len(runs) == len(results) + len(pretraining) + 1 and len(parent) == 1 and len(pretraining) == 1
     parent = parent.iloc[0]
     assert parent["tags.dvc_baseline_rev"] == "abc123"
     kind = mlflow.get_experiment_by_name("crossemo-leave_one_out").tags["mlflow.experimentKind"]

@@ -132,6 +132,16 @@ class Unit:
 
 
 @dataclass(frozen=True)
+class StackWarmup:
+    """Pretrains, ahead of the fits, the stack that every fit of one pool-only DBN configuration and
+    seed shares. Without it the worker that reaches such a fit first pretrains (minutes at paper
+    size) while the others, reaching fits of the same seed, wait idle on the stack's lock."""
+
+    model_name: str
+    seed: int
+
+
+@dataclass(frozen=True)
 class RunContext:
     """What a unit needs, wherever it runs: the normalised features, labels, and the MLflow parent."""
 
@@ -196,7 +206,7 @@ class Runner:
                 tags,
             )
             try:
-                rows = self._execute(context, self._units(work))
+                rows = self._execute(context, [*self._warmups(), *self._units(work)])
             except BaseException as stop:
                 _end_unfinished_children(parent.info.run_id, stop)
                 raise
@@ -204,15 +214,24 @@ class Runner:
             mlflow.log_metrics(parent_metrics(results))
         return results
 
-    def _execute(self, context: RunContext, units: list[Unit]) -> list[tuple[int, dict]]:
+    def _execute(self, context: RunContext, work: list[StackWarmup | Unit]) -> list[tuple[int, dict]]:
         rows = []
-        bar = tqdm(total=sum(len(u.jobs) for u in units), desc=str(self.scenario), disable=not self.progress)
-        for done in run_units(run_unit, context, units, self.settings):
+        runs = sum(len(item.jobs) for item in work if isinstance(item, Unit))
+        bar = tqdm(total=runs, desc=str(self.scenario), disable=not self.progress)
+        for done in run_units(run_item, context, work, self.settings):
             rows += done
             bar.update(len(done))
         bar.close()
         _end_lost_children(context.parent_id, {row["run_id"] for _, row in rows})
         return rows
+
+    def _warmups(self) -> list[StackWarmup]:
+        """One per seed and pool-only DBN configuration, when every fit sees the same pool (all rows,
+        normalised once): their stacks are then pretrained first, side by side."""
+        if self.settings.unlabeled is not UnlabeledPool.ALL or self.settings.normalization is Normalization.TRAIN:
+            return []
+        pool_only = [m for m in self.settings.models if model_from_config(self.models, m).needs_unlabeled_pool]
+        return [StackWarmup(name, seed) for seed in self.settings.seeds for name in pool_only]
 
     def _normalized_once(self) -> np.ndarray | None:
         """corpus / speaker statistics do not depend on the split: one matrix serves every job."""
@@ -259,7 +278,8 @@ def _end_lost_children(parent_id: str, kept: set[str]) -> None:
         [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'", max_results=50000
     )
     for run in children:
-        if run.info.run_id not in kept:
+        finished_pretraining = run.data.tags.get("stage") == "pretraining" and run.info.status == "FINISHED"
+        if run.info.run_id not in kept and not finished_pretraining:
             client.set_tag(run.info.run_id, "lost_with_worker", "true")
             client.set_terminated(run.info.run_id, "KILLED")
 
@@ -275,13 +295,43 @@ def parent_metrics(results: pd.DataFrame) -> dict[str, float]:
     return {name: float(value) for name, value in metrics.items()}
 
 
-def run_unit(context: RunContext, unit: Unit) -> list[tuple[int, dict]]:
-    """Fit once (in the unit's first run, which carries the curves), then test on every job's split."""
+def run_item(context: RunContext, item: StackWarmup | Unit) -> list[tuple[int, dict]]:
+    """What an executor runs: a stack warm-up (no rows) or a unit (its rows), in any worker."""
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // context.settings.workers))  # the cores, shared
     if threading.current_thread() is threading.main_thread():
         # a worker process ended with its stage (SIGTERM to the group) closes its open run as FAILED
         signal.signal(signal.SIGTERM, _raise_interrupt)
     tracking.configure(context.settings.tracking_uri)
+    if isinstance(item, StackWarmup):
+        _warm_up(context, item)
+        return []
+    return run_unit(context, item)
+
+
+def _warm_up(context: RunContext, warmup: StackWarmup) -> None:
+    """The stack into the store, its pretraining curves in a nested run of its own."""
+    tags = {**context.tags, "model": warmup.model_name, "seed": str(warmup.seed), "stage": "pretraining"}
+    with mlflow.start_run(
+        experiment_id=context.experiment_id,
+        run_name=f"{warmup.model_name} pretraining seed{warmup.seed}",
+        tags=tags,
+        nested=True,
+        parent_run_id=context.parent_id,
+    ) as run:
+        mlflow.log_params(tracking.flatten(context.models.get(warmup.model_name, {})))
+        logger = BatchedMLFlowLogger(context.settings.tracking_uri, run.info.run_id)
+        model = model_from_config(
+            context.models,
+            warmup.model_name,
+            seed=warmup.seed,
+            logger=logger,
+            stack_store=stack_store(context.settings),
+        )
+        model.prepare_stack(context.x)  # the pool of UnlabeledPool.ALL: every row
+
+
+def run_unit(context: RunContext, unit: Unit) -> list[tuple[int, dict]]:
+    """Fit once (in the unit's first run, which carries the curves), then test on every job's split."""
     rows, model, fitted_in = [], None, None
     for position, job in unit.jobs:
         with _nested_run(context, unit, job) as run:

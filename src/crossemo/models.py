@@ -120,27 +120,31 @@ class DBNValence(FineTunedNet):
         return np.concatenate([x_train, unlabeled])
 
     def _initial_net(self, x_train: np.ndarray, x_val: np.ndarray, unlabeled: np.ndarray | None) -> FeedForward:
-        pre, fine = self._settings()
-        x_pre = self._pretraining_rows(x_train, unlabeled)
+        self.stack_ = self._stack(self._pretraining_rows(x_train, unlabeled), held_out=x_val)
+        torch.manual_seed(self.seed)  # the head's init must not depend on whether the stack came from the cache
+        return FeedForward.from_stack(self.stack_, dropout=self._finetune_settings().dropout)
+
+    def prepare_stack(self, unlabeled: np.ndarray) -> RBMStack:
+        """Pretrain, ahead of the fits, the stack of a DBN pretrained on the unlabeled pool alone: with
+        a stack store, every fit of the same pool and seed then finds it there."""
+        if not self.needs_unlabeled_pool:
+            raise ConfigError("prepare_stack is for pretrain_data: unlabeled, whose stack depends on the pool alone")
+        return self._stack(np.ascontiguousarray(unlabeled, dtype=np.float32), held_out=None)
+
+    def _stack(self, x_pre: np.ndarray, held_out: np.ndarray | None) -> RBMStack:
+        """The stack for these rows: from the store when it has it, else pretrained (and stored)."""
+        pre = self._settings()[0]
 
         def build() -> RBMStack:
+            monitor = None if held_out is None else torch.from_numpy(held_out)
             return pretrain_stack(
-                torch.from_numpy(x_pre),
-                self.hidden,
-                pre,
-                torch.from_numpy(x_val),
-                self.logger,
-                self.progress,
-                self.seed,
+                torch.from_numpy(x_pre), self.hidden, pre, monitor, self.logger, self.progress, self.seed
             )
 
-        if self.stack_store is not None:
-            key = stack_key(x_pre, self.hidden, pre, self.seed)
-            self.stack_ = self.stack_store.get_or_build(key, x_pre.shape[1], self.hidden, build)
-        else:
-            self.stack_ = build()
-        torch.manual_seed(self.seed)  # the head's init must not depend on whether the stack came from the cache
-        return FeedForward.from_stack(self.stack_, dropout=fine.dropout)
+        if self.stack_store is None:
+            return build()
+        key = stack_key(x_pre, self.hidden, pre, self.seed)
+        return self.stack_store.get_or_build(key, x_pre.shape[1], self.hidden, build)
 
     #: the pretrained stack's weights live on in net_ and in the stack store: don't save them twice
     _not_pickled = ("stack_",)
