@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,11 @@ import requests
 
 from crossemo.experiments import ExperimentSettings, Runner
 
-from .conftest import feature_table
+from .conftest import feature_table, free_port
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium")
 MODELS = {"svm": {"model": "svm"}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rendered(url: str, profile: Path) -> str:

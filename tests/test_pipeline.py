@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import REPO
+from .conftest import REPO, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -193,14 +193,6 @@ def readme_commands(section: str) -> list[str]:
     return [line.split("  #")[0].strip() for line in block.strip().splitlines() if line.strip()]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve_until_answered(project: Path, command: list[str], url: str) -> subprocess.Popen:
     import requests
 
@@ -246,11 +238,11 @@ def test_the_readmes_tuning_registry_and_serving_commands_work_as_written(projec
     for command in commands:
         words = command.split()
         if words[0] == "optuna-dashboard":
-            port = _free_port()
+            port = free_port()
             server = _serve_until_answered(project, [*words, "--port", str(port)], f"http://127.0.0.1:{port}/")
             server.terminate(), server.wait(timeout=30)
         elif words[:2] == ["crossemo", "serve"]:
-            port = _free_port()
+            port = free_port()
             server = _serve_until_answered(project, [*words, "--port", str(port)], f"http://127.0.0.1:{port}/ping")
             row = pd.read_parquet(project / "features/savee.parquet")[feature_names()].head(1).astype(float)
             answer = requests.post(

@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from crossemo.baselines import SVMValence
 from crossemo.features import FeatureSettings, feature_names
 from crossemo.registry import CHAMPION, MODEL_NAME, register, train_pipeline
 
-from .conftest import SHARED_CORPORA, feature_table, tone
+from .conftest import SHARED_CORPORA, feature_table, free_port, tone
 
 pytestmark = pytest.mark.slow
 
@@ -116,12 +115,6 @@ def lying_wav(claimed_bytes: int = 0xFFFFFFF0, rate: int = 8000, payload: bytes 
     header = b"RIFF" + struct.pack("<I", min(36 + claimed_bytes, 0xFFFFFFFF)) + b"WAVE"
     header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
     return header + b"data" + struct.pack("<I", claimed_bytes) + payload
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

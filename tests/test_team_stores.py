@@ -27,7 +27,7 @@ from crossemo.registry import register, train_pipeline
 from crossemo.tuning import prepare, tune
 
 from .conftest import feature_table, free_port, wait_for_http
-from .test_tuning import data
+from .test_tuning import check_two_workers_share_one_study, data
 from .test_tuning import settings as tune_settings
 
 pytestmark = pytest.mark.slow
@@ -110,23 +110,7 @@ def tracking_server(postgres, tmp_path_factory):
 
 def test_two_tuning_workers_on_one_postgresql_study_record_every_trial_once(postgres, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    s = tune_settings(tmp_path, storage=f"{postgres}/optuna", study_name="two-workers", n_trials=6)
-    table, x = data()
-    prepare(s, resume=False)
-    ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=tune, args=(table, x, s, True)) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=600)
-    assert [w.exitcode for w in workers] == [0, 0]
-    study = optuna.load_study(study_name=s.study_name, storage=s.storage)
-    numbers = [t.number for t in study.trials]
-    assert len([t for t in study.trials if t.state.is_finished()]) >= s.n_trials
-    assert len(numbers) == len(set(numbers)) == len(study.trials)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
-    runs = mlflow.search_runs(experiment_names=["crossemo-tuning"], filter_string="tags.trial != ''")
-    assert sorted(runs["tags.trial"].astype(int)) == sorted(numbers)  # one nested run per trial
+    check_two_workers_share_one_study(tmp_path, tune_settings(tmp_path, storage=f"{postgres}/optuna"))
 
 
 def test_a_killed_workers_trial_is_failed_by_the_heartbeat_and_resume_continues(postgres, tmp_path, monkeypatch):

@@ -43,7 +43,11 @@ def data():
 
 def test_two_workers_share_one_study_and_record_every_trial_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    s = settings(tmp_path)
+    check_two_workers_share_one_study(tmp_path, settings(tmp_path))
+
+
+def check_two_workers_share_one_study(tmp_path, s: TuneSettings) -> None:
+    """Two worker processes on one study (any storage): every trial recorded once, one MLflow run each."""
     table, x = data()
     prepare(s, resume=False)
     ctx = multiprocessing.get_context("spawn")

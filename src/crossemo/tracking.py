@@ -29,7 +29,9 @@ def default_uri() -> str:
 def configure(tracking_uri: str | None = None) -> str:
     """Point MLflow at the given store, else the default one (the plain ./mlruns file store is
     refused by MLflow 3)."""
-    tracking_uri = tracking_uri or default_uri()
+    # Absolute: MLflow caches one store per URI string, so a relative sqlite path would keep pointing
+    # at the file of the folder it was first opened in; and worker processes need not share the folder.
+    tracking_uri = absolute_uri(tracking_uri or default_uri())
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
