@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from .dbn import batches, one_step_per_epoch, quiet_lightning, trainer
+from .dbn import batches, gradient_epoch, one_step_per_epoch, quiet_lightning, trainer
 from .estimator import ValenceModel
 
 
@@ -79,14 +79,7 @@ class SparseAutoencoderModule(L.LightningModule):
 
     def training_step(self, batch, epoch_step):
         """One epoch: an Adam step per mini-batch of `data` (see crossemo.dbn.one_step_per_epoch)."""
-        optimizer, total, rows = self.optimizers(), torch.zeros(()), 0
-        for (x,) in self.data:
-            loss = self.loss(x)
-            optimizer.zero_grad()
-            self.manual_backward(loss)
-            optimizer.step()
-            total, rows = total + loss.detach() * len(x), rows + len(x)
-        self.log("sae/loss", total / rows)
+        self.log("sae/loss", gradient_epoch(self, self.data, self.loss))
 
     def configure_optimizers(self):
         return torch.optim.Adam(

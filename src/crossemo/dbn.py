@@ -94,6 +94,19 @@ def one_step_per_epoch() -> DataLoader:
     return DataLoader([0], batch_size=None, generator=torch.Generator())
 
 
+def gradient_epoch(module: L.LightningModule, data: DataLoader, loss_of) -> torch.Tensor:
+    """One epoch of manual optimisation: a step of the module's optimiser on `loss_of(*batch)` per
+    mini-batch of `data`. Returns the epoch's mean loss, weighted by rows."""
+    optimizer, total, rows = module.optimizers(), torch.zeros(()), 0
+    for batch in data:
+        loss = loss_of(*batch)
+        optimizer.zero_grad()
+        module.manual_backward(loss)
+        optimizer.step()
+        total, rows = total + loss.detach() * len(batch[0]), rows + len(batch[0])
+    return total / rows
+
+
 class LayerPretrainer(L.LightningModule):
     """Trains one RBM by CD-k / PCD with manual optimisation: the gradient is the CD statistic itself."""
 
@@ -308,16 +321,13 @@ class ValenceClassifier(L.LightningModule):
     def forward(self, x):
         return self.net(x)
 
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.net(x), y, weight=self.class_weights)
+
     def training_step(self, batch, epoch_step):
-        optimizer, loss_sum, rows = self.optimizers(), torch.zeros(()), 0
-        for x, y in self.data:
-            loss = F.cross_entropy(self.net(x), y, weight=self.class_weights)
-            optimizer.zero_grad()
-            self.manual_backward(loss)
-            optimizer.step()
-            loss_sum, rows = loss_sum + loss.detach() * len(y), rows + len(y)
+        train_loss = gradient_epoch(self, self.data, self._loss)
         val_loss, val_uar = self._validate()
-        self.log_dict({"finetune/train_loss": loss_sum / rows, "finetune/val_loss": val_loss})
+        self.log_dict({"finetune/train_loss": train_loss, "finetune/val_loss": val_loss})
         self.log("finetune/val_uar", val_uar, prog_bar=True)
 
     @torch.no_grad()

@@ -175,7 +175,7 @@ class Runner:
         self.languages = self.table.groupby("corpus")["language"].first().to_dict()
 
     def run(self) -> pd.DataFrame:
-        uri = tracking.configure(tracking.absolute_uri(self.settings.tracking_uri or tracking.default_uri()))
+        uri = tracking.configure(self.settings.tracking_uri)  # made absolute there, for every worker
         experiment_id = tracking.experiment(f"crossemo-{self.scenario}")
         tags = {**tracking.provenance_tags(self.corpora), "scenario": str(self.scenario)}
         work = [
@@ -222,7 +222,8 @@ class Runner:
             rows += done
             bar.update(len(done))
         bar.close()
-        _end_lost_children(context.parent_id, {row["run_id"] for _, row in rows})
+        if self.settings.executor is Executor.DASK:  # only a cluster runs a unit again after a lost worker
+            _end_lost_children(context.parent_id, {row["run_id"] for _, row in rows})
         return rows
 
     def _warmups(self) -> list[StackWarmup]:
@@ -259,10 +260,7 @@ def _end_unfinished_children(parent_id: str, stop: BaseException) -> None:
     KILLED when the run was interrupted, FAILED when it crashed: never left RUNNING forever."""
     status = "KILLED" if isinstance(stop, KeyboardInterrupt) else "FAILED"
     client = mlflow.MlflowClient()
-    parent = client.get_run(parent_id)
-    for run in client.search_runs(
-        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}' and attributes.status = 'RUNNING'"
-    ):
+    for run in _children(client, parent_id, "attributes.status = 'RUNNING'"):
         client.set_terminated(run.info.run_id, status)
     if status == "KILLED":
         mlflow.end_run("KILLED")  # the parent too; otherwise the context manager records FAILED
@@ -273,15 +271,17 @@ def _end_lost_children(parent_id: str, kept: set[str]) -> None:
     (left RUNNING, or finished before the worker died) are marked KILLED and tagged, so that only the
     runs behind the results count."""
     client = mlflow.MlflowClient()
-    parent = client.get_run(parent_id)
-    children = client.search_runs(
-        [parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'", max_results=50000
-    )
-    for run in children:
+    for run in _children(client, parent_id):
         finished_pretraining = run.data.tags.get("stage") == "pretraining" and run.info.status == "FINISHED"
         if run.info.run_id not in kept and not finished_pretraining:
             client.set_tag(run.info.run_id, "lost_with_worker", "true")
             client.set_terminated(run.info.run_id, "KILLED")
+
+
+def _children(client: mlflow.MlflowClient, parent_id: str, condition: str | None = None) -> list:
+    """The parent run's nested runs (all of them: a scenario has thousands at most), optionally filtered."""
+    query = f"tags.mlflow.parentRunId = '{parent_id}'" + (f" and {condition}" if condition else "")
+    return client.search_runs([client.get_run(parent_id).info.experiment_id], query, max_results=50000)
 
 
 def parent_metrics(results: pd.DataFrame) -> dict[str, float]:
@@ -318,15 +318,7 @@ def _warm_up(context: RunContext, warmup: StackWarmup) -> None:
         nested=True,
         parent_run_id=context.parent_id,
     ) as run:
-        mlflow.log_params(tracking.flatten(context.models.get(warmup.model_name, {})))
-        logger = BatchedMLFlowLogger(context.settings.tracking_uri, run.info.run_id)
-        model = model_from_config(
-            context.models,
-            warmup.model_name,
-            seed=warmup.seed,
-            logger=logger,
-            stack_store=stack_store(context.settings),
-        )
+        model = _logged_model(context, warmup.model_name, warmup.seed, run.info.run_id)
         model.prepare_stack(context.x)  # the pool of UnlabeledPool.ALL: every row
 
 
@@ -378,15 +370,20 @@ def _pool(context: RunContext, x: np.ndarray, split: Split) -> np.ndarray | None
     return x[split.test] if unlabeled is UnlabeledPool.TARGET else x
 
 
-def _fit(context: RunContext, unit: Unit, split: Split, x: np.ndarray, run_id: str):
-    config = context.models.get(unit.model_name, {})
-    mlflow.log_params(tracking.flatten(config))
+def _logged_model(context: RunContext, model_name: str, seed: int, run_id: str):
+    """A fresh model of the named configuration, its hyperparameters logged to the run, its curves
+    going to the run and its pretrained stacks to the executor's store."""
+    mlflow.log_params(tracking.flatten(context.models.get(model_name, {})))
     # offered to every model; each takes what its class declares (models.MODELS[kind].RUNTIME)
     runtime = {
         "logger": BatchedMLFlowLogger(context.settings.tracking_uri, run_id),
         "stack_store": stack_store(context.settings),
     }
-    model = model_from_config(context.models, unit.model_name, seed=unit.seed, **runtime)
+    return model_from_config(context.models, model_name, seed=seed, **runtime)
+
+
+def _fit(context: RunContext, unit: Unit, split: Split, x: np.ndarray, run_id: str):
+    model = _logged_model(context, unit.model_name, unit.seed, run_id)
     return model.fit(
         x[split.train],
         context.labels[split.train],
