@@ -67,7 +67,7 @@ def test_models_clone_as_scikit_learn_estimators_and_take_only_the_runtime_they_
     copy = clone(dbn)
     assert copy is not dbn and copy.get_params() == dbn.get_params() and not hasattr(copy, "net_")
     svm = model_from_params(params, "svm", logger="a logger", stack_store="a store")
-    assert set(svm.get_params()) == {"C", "kernel", "seed"}
+    assert set(svm.get_params()) == {"C", "kernel", "gamma", "seed"}
     mlp = model_from_params(params, "mlp_demo", logger="a logger", stack_store="a store")
     assert mlp.logger == "a logger" and "stack_store" not in mlp.get_params()  # no stack, so no stack cache
     assert not isinstance(mlp, DBNValence)  # the same fine-tuning, not a DBN with pretraining switched off

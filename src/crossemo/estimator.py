@@ -48,7 +48,13 @@ class ValenceModel:
         return self._proba(_floats(X))
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(1)]
+        """Labels from the model's own decision rule (`_decide`): by default the likelier class; an
+        SVM overrides it with its class-balanced decision function, which calibrated probabilities
+        would move towards the training prior."""
+        return self.classes_[self._decide(_floats(X))]
+
+    def _decide(self, x: np.ndarray) -> np.ndarray:
+        return self._proba(x).argmax(1)
 
     #: What a model may be handed at construction besides its hyperparameters, if the caller has it:
     #: "logger" (per-epoch curves), "stack_store" (pretrained stacks), "progress", "callbacks".

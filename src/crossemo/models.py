@@ -12,7 +12,7 @@ from enum import StrEnum
 import numpy as np
 import torch
 
-from .baselines import SparseAutoencoderSVM, SVMValence
+from .baselines import GroupTunedSVMValence, SparseAutoencoderSVM, SVMValence
 from .dbn import FeedForward, FinetuneSettings, PretrainSettings, RBMStack, finetune, pretrain_stack
 from .errors import ConfigError
 from .estimator import ValenceModel
@@ -163,6 +163,7 @@ MODELS: dict[str, type[ValenceModel]] = {
     "dbn": DBNValence,
     "mlp": FeedForwardValence,
     "svm": SVMValence,
+    "svm_cv": GroupTunedSVMValence,
     "sae_svm": SparseAutoencoderSVM,
 }
 

@@ -60,9 +60,10 @@ class ValencePipeline:
         return values.astype(np.float32)
 
     def predict_features(self, x: np.ndarray) -> pd.DataFrame:
-        proba = self.model.predict_proba((x - self.mean_) / self.scale_)
+        normalized = (x - self.mean_) / self.scale_
+        proba = self.model.predict_proba(normalized)
         return pd.DataFrame(
-            {"valence": self.model.classes_[proba.argmax(1)], "p_negative": proba[:, 0], "p_positive": proba[:, 1]}
+            {"valence": self.model.predict(normalized), "p_negative": proba[:, 0], "p_positive": proba[:, 1]}
         )
 
 

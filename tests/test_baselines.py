@@ -1,0 +1,47 @@
+"""The SVM baselines decide as the field's class-balanced SVM does, whatever their probabilities say."""
+
+import numpy as np
+from sklearn.svm import SVC
+
+from crossemo.baselines import GroupTunedSVMValence, SparseAutoencoderSVM, SVMValence
+
+
+def imbalanced(n=400, seed=0, positive_share=0.2, shift=0.8):
+    """Overlapping classes, one of them rare: where a prior-following threshold and the balanced one part."""
+    rng = np.random.default_rng(seed)
+    y = np.where(rng.random(n) < positive_share, "positive", "negative")
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    x[y == "positive", :2] += shift
+    speakers = np.repeat(np.arange(n // 20), 20)
+    return x, y, speakers
+
+
+def test_svm_labels_are_the_class_balanced_svms_own_not_the_calibrated_argmax():
+    x, y, _ = imbalanced()
+    model = SVMValence(seed=0).fit(x[:300], y[:300])
+    reference = SVC(class_weight="balanced", random_state=0).fit(x[:300], (y[:300] == "positive").astype(int))
+    expected = np.where(reference.predict(x[300:]) == 1, "positive", "negative")
+    np.testing.assert_array_equal(model.predict(x[300:]), expected)
+    argmax = model.classes_[model.predict_proba(x[300:]).argmax(1)]
+    # calibration learns the 80/20 prior: its argmax names the rare class less often than the SVM does
+    assert (argmax == "positive").sum() < (expected == "positive").sum()
+
+
+def test_sparse_autoencoder_svm_decides_by_its_balanced_svm_too():
+    x, y, _ = imbalanced(seed=1)
+    model = SparseAutoencoderSVM(hidden=8, epochs=5, batch_size=64, seed=0).fit(x[:300], y[:300])
+    code = model._code(x[300:])
+    svm = model.svm_.calibrated_classifiers_[0].estimator
+    assert svm.class_weight == "balanced"
+    np.testing.assert_array_equal(model.predict(x[300:]), model.classes_[svm.predict(code)])
+
+
+def test_grouped_search_picks_c_and_gamma_from_its_grid_on_training_speakers_only():
+    x, y, speakers = imbalanced(seed=2, shift=1.5)
+    model = GroupTunedSVMValence(C_grid=(0.01, 10.0), gamma_grid=(0.001, 0.1), folds=4)
+    model.fit(x[:300], y[:300], groups=speakers[:300])
+    assert model.C_ in (0.01, 10.0) and model.gamma_ in (0.001, 0.1)
+    # C=0.01 with gamma=0.001 is nearly constant: the search must have preferred a working pair
+    assert (model.C_, model.gamma_) != (0.01, 0.001)
+    svm = model.svm_.calibrated_classifiers_[0].estimator
+    assert (svm.C, svm.gamma, svm.class_weight) == (model.C_, model.gamma_, "balanced")
