@@ -89,11 +89,12 @@ def _label_free_features(params: dict, corpora: list[str], directory: str = "fea
 def _cmd_tune(args) -> None:
     import multiprocessing
 
-    from .config import load_params, tuning_settings
+    from .config import load_params, trainable_corpora, tuning_settings
     from .tuning import prepare, tune
 
     params = load_params(args.params)
     settings = tuning_settings(params, n_trials=args.n_trials, study_name=args.study_name, storage=args.storage)
+    trainable_corpora(params, settings.corpora, "tuning.corpora")  # refuses a test-only corpus
     table, x = _label_free_features(params, list(settings.corpora))
     prepare(settings, args.resume)  # fails early if the study exists and --resume was not given
     if args.workers > 1:
@@ -117,7 +118,7 @@ def _cmd_tune(args) -> None:
 
 
 def _cmd_register(args) -> None:
-    from .config import corpus_config, feature_settings, load_params, registry_settings
+    from .config import corpus_config, feature_settings, load_params, registry_settings, trainable_corpora
     from .demo import is_synthetic
     from .experiments import load_features
     from .features import feature_columns
@@ -127,10 +128,12 @@ def _cmd_register(args) -> None:
     params = load_params(args.params)
     settings = registry_settings(params, model=args.model, corpora=args.corpora)
     model_name, seed = settings.model, settings.seed
-    corpora = list(settings.corpora or params["corpora"])
+    corpora = list(trainable_corpora(params, settings.corpora, "registry.corpora"))
     table = load_features(corpora, args.features)
     model = model_from_params(params, model_name, seed=seed)
-    pipeline, uar = train_pipeline(table, model, feature_settings(params), settings.validation_fraction, seed)
+    pipeline, uar = train_pipeline(
+        table, model, feature_settings(params), settings.validation_fraction, seed, settings.normalization
+    )
     example = table[feature_columns(table)].head(1).astype("float64")
     synthetic = any(is_synthetic(corpus_config(params, c).root) for c in corpora)
     version, crowned = register(
@@ -141,6 +144,7 @@ def _cmd_register(args) -> None:
             "model": model_name,
             "corpora": ",".join(corpora),
             "seed": seed,
+            "normalization": str(settings.normalization),
             "config": (params.get("models") or {}).get(model_name, {}),
         },
         corpora=corpora,
@@ -219,6 +223,35 @@ def _cmd_predict(args) -> None:
     print(summary_line(answer), file=sys.stderr)
     if answer["error"].notna().any():
         sys.exit(1)
+
+
+def _cmd_evaluate(args) -> None:
+    """A trained model on corpora named in params.yaml: accuracy, UAR, F1 and confusion per corpus."""
+    from dataclasses import replace
+
+    from .config import corpus_config, feature_settings, load_params
+    from .errors import ConfigError
+    from .evaluation import as_markdown, corpus_features, evaluate_corpora, resolve, write_scores
+    from .splits import Normalization
+    from .tracking import configure
+
+    if args.output and Path(args.output).suffix.lower() not in (".csv", ".json"):
+        raise ConfigError(f"--output {args.output}: give a .csv or .json file")
+    params = load_params(args.params)
+    configs = [corpus_config(params, name) for name in args.corpora]  # an unknown name fails before any work
+    configure(args.tracking_uri)
+    model = resolve(args.model, Normalization(args.normalization) if args.normalization else None)
+    local = feature_settings(params)
+    settings = (
+        local if model.features is None else replace(model.features, workers=local.workers, cache_dir=local.cache_dir)
+    )
+    tables = {c.name: corpus_features(c, settings) for c in configs}
+    scores = evaluate_corpora(model, tables)
+    print(f"model: {model.name}", file=sys.stderr)
+    print(as_markdown(scores))
+    if args.output:
+        write_scores(scores, args.output)
+        print(f"{len(scores)} rows -> {args.output}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -316,6 +349,25 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--model-uri", default="models:/crossemo-valence@champion")
     pred.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db")
     pred.set_defaults(func=_cmd_predict)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="a trained model on your corpora: accuracy, UAR, F1 and confusion per corpus",
+        description="MODEL: champion, models:/NAME@ALIAS or models:/NAME/VERSION, or an experiment run's id. "
+        "CORPUS: names under params.yaml's corpora (any loader, CSV manifests included).",
+    )
+    ev.add_argument("model", metavar="MODEL")
+    ev.add_argument("corpora", nargs="+", metavar="CORPUS")
+    ev.add_argument(
+        "--normalization",
+        choices=["train", "corpus", "speaker"],  # crossemo.splits.Normalization
+        help="how the corpus' features are standardised (default: as the model was trained; corpus and speaker "
+        "use the evaluated corpus' own label-free statistics)",
+    )
+    ev.add_argument("--output", "-o", help="also write the rows to a .csv or .json file")
+    ev.add_argument("--params", default="params.yaml")
+    ev.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db")
+    ev.set_defaults(func=_cmd_evaluate)
     return parser
 
 

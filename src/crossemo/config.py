@@ -82,6 +82,7 @@ class Scenario(StrEnum):
     TARGET_FRACTION = "target_fraction"
     MULTI_SOURCE = "multi_source"
     LEAVE_ONE_OUT = "leave_one_out"
+    TRANSFER = "transfer"  # named training corpora -> test-only corpora, with and without their audio
 
 
 class UnlabeledPool(StrEnum):
@@ -90,6 +91,13 @@ class UnlabeledPool(StrEnum):
     NONE = "none"
     TARGET = "target"  # the test corpus' own rows (their features, never their labels)
     ALL = "all"  # every row of every corpus: one shared pool, so one cached RBM stack per seed
+
+
+class TargetAudio(StrEnum):
+    """Whether the transfer scenario may use a test corpus' audio (never its labels)."""
+
+    UNSEEN = "unseen"  # not at all: its rows are standardised with the training rows' statistics, never pretrained on
+    USED = "used"  # its label-free statistics standardise it and its rows may join the unlabeled pool
 
 
 class Executor(StrEnum):
@@ -116,9 +124,23 @@ class ExperimentSettings:
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else the project's sqlite store
     executor: Executor = Executor.LOCAL
     scheduler_address: str | None = None  # Dask scheduler; None: DASK_SCHEDULER_ADDRESS
+    test_only: tuple[str, ...] = ()  # corpora marked test_only: never a label in training (from corpora:)
+    train_corpora: tuple[str, ...] | None = None  # transfer: None = every corpus not tested on
+    test_corpora: tuple[str, ...] | None = None  # transfer: None = the test-only corpora
+    target_audio: tuple[TargetAudio, ...] = (TargetAudio.UNSEEN, TargetAudio.USED)  # transfer: each way in turn
 
     def __post_init__(self):
         object.__setattr__(self, "normalization", Normalization(self.normalization))
+        object.__setattr__(self, "target_audio", tuple(TargetAudio(a) for a in self.target_audio))
+        for name in ("test_only", "train_corpora", "test_corpora"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        refused = sorted(set(self.train_corpora or ()) & set(self.test_only))
+        if refused:
+            raise ConfigError(
+                f"experiments.transfer.train_corpora names {refused}, marked test_only: "
+                "a test-only corpus never contributes a label to training"
+            )
         object.__setattr__(self, "unlabeled", UnlabeledPool(self.unlabeled))
         object.__setattr__(self, "executor", Executor(self.executor))
         for name in ("models", "seeds", "within_protocols", "fractions"):
@@ -132,13 +154,33 @@ class ExperimentSettings:
             raise ConfigError("experiments.models and experiments.seeds must not be empty")
 
 
+def test_only_corpora(params: dict) -> tuple[str, ...]:
+    """Corpora marked `test_only: true` under corpora:: tested on, never a label in training or model selection."""
+    return tuple(name for name, spec in (params.get("corpora") or {}).items() if (spec or {}).get("test_only"))
+
+
+def trainable_corpora(params: dict, names, what: str) -> tuple[str, ...]:
+    """`names` (None: every corpus not test-only), refusing a test-only corpus by name."""
+    test_only = test_only_corpora(params)
+    if names is None:
+        return tuple(c for c in (params.get("corpora") or {}) if c not in test_only)
+    refused = sorted(set(names) & set(test_only))
+    if refused:
+        raise ConfigError(
+            f"{what} names {refused}, marked test_only in params.yaml's corpora: a test-only corpus never "
+            "contributes a label to training or model selection; remove it there or unmark it"
+        )
+    return tuple(names)
+
+
 def experiment_settings(params: dict, scenario: str):
-    """The shared experiments settings plus the scenario's own section."""
+    """The shared experiments settings plus the scenario's own section and the test-only corpora."""
     section = dict(params.get("experiments") or {})
     own = {k: v for k, v in (section.pop(scenario, None) or {}).items()}
     for name in Scenario:  # the other scenarios' own sections
         section.pop(name.value, None)
-    return _settings(ExperimentSettings, f"experiments ({scenario})", {**section, **own})
+    values = {**section, **own, "test_only": test_only_corpora(params)}
+    return _settings(ExperimentSettings, f"experiments ({scenario})", values)
 
 
 @dataclass(frozen=True)
@@ -218,11 +260,13 @@ class RegistrySettings:
     """params.yaml's `registry` section: which configuration `crossemo register` trains, on what."""
 
     model: str = "dbn_demo"
-    corpora: tuple[str, ...] | None = None  # None: every corpus in corpora:
+    corpora: tuple[str, ...] | None = None  # None: every corpus in corpora: that is not test_only
     seed: int = 0
     validation_fraction: float = 0.25
+    normalization: Normalization = Normalization.TRAIN  # as experiments.normalization; see serving.ValencePipeline
 
     def __post_init__(self):
+        object.__setattr__(self, "normalization", Normalization(self.normalization))
         if self.corpora is not None:
             object.__setattr__(self, "corpora", tuple(self.corpora))
 

@@ -21,8 +21,9 @@ import torch
 from tqdm.auto import tqdm
 
 from . import tracking
-from .config import Executor, ExperimentSettings, Scenario, UnlabeledPool
+from .config import Executor, ExperimentSettings, Scenario, TargetAudio, UnlabeledPool
 from .epoch_curves import BatchedMLFlowLogger
+from .errors import ConfigError
 from .executors import run_units
 from .features import labelled_rows
 from .metrics import evaluate
@@ -32,6 +33,7 @@ from .splits import (
     Split,
     cross_corpus,
     normalize,
+    normalize_unseen,
     speaker_keys,
     target_fraction,
     within_random,
@@ -45,14 +47,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Job:
-    protocol: str  # random / speaker (within), or the scenario's name
+    protocol: str  # random / speaker (within), audio_unseen / audio_used (transfer), or the scenario's name
     split: Split
     x: np.ndarray | None = None  # this job's own normalised features (training-set statistics) if any
+    target_audio: TargetAudio = TargetAudio.USED  # whether the test corpus' label-free audio may be used
+
+
+def _trainable(corpora, s: ExperimentSettings) -> list[str]:
+    """The corpora whose labels may train: a test-only corpus is only ever a target."""
+    return [c for c in corpora if c not in s.test_only]
 
 
 def _within(table, corpora, languages, s: ExperimentSettings, seed):
     jobs = []
-    for corpus in corpora:
+    for corpus in _trainable(corpora, s):
         if "random" in s.within_protocols:
             jobs += [Job("random", split) for split in within_random(table, corpus, seed, s.test_size)]
         if "speaker" in s.within_protocols:
@@ -63,14 +71,20 @@ def _within(table, corpora, languages, s: ExperimentSettings, seed):
 
 
 def _single_source(table, corpora, languages, s, seed):
-    return [Job("single_source", cross_corpus(table, [src], tgt)) for src in corpora for tgt in corpora if src != tgt]
+    return [
+        Job("single_source", cross_corpus(table, [src], tgt))
+        for src in _trainable(corpora, s)
+        for tgt in corpora
+        if src != tgt
+    ]
 
 
 def _target_fraction(table, corpora, languages, s, seed):
-    """All other corpora as the source, plus a growing share of the target."""
+    """All other corpora as the source, plus a growing share of the target (so never a test-only one)."""
+    trainable = _trainable(corpora, s)
     return [
-        Job("target_fraction", target_fraction(table, [c for c in corpora if c != tgt], tgt, f, seed))
-        for tgt in corpora
+        Job("target_fraction", target_fraction(table, [c for c in trainable if c != tgt], tgt, f, seed))
+        for tgt in trainable
         for f in s.fractions
     ]
 
@@ -79,7 +93,7 @@ def _multi_source(table, corpora, languages, s, seed):
     """Every set of `multi_source_size` other corpora spanning as many languages, tested on the target."""
     jobs = []
     for tgt in corpora:
-        others = [c for c in corpora if c != tgt]
+        others = [c for c in _trainable(corpora, s) if c != tgt]
         for sources in itertools.combinations(others, s.multi_source_size):
             if len({languages[c] for c in sources}) == len(sources):
                 jobs.append(Job("multi_source", cross_corpus(table, list(sources), tgt)))
@@ -87,7 +101,30 @@ def _multi_source(table, corpora, languages, s, seed):
 
 
 def _leave_one_out(table, corpora, languages, s, seed):
-    return [Job("leave_one_out", cross_corpus(table, [c for c in corpora if c != tgt], tgt)) for tgt in corpora]
+    return [
+        Job("leave_one_out", cross_corpus(table, [c for c in _trainable(corpora, s) if c != tgt], tgt))
+        for tgt in corpora
+    ]
+
+
+def _transfer(table, corpora, languages, s: ExperimentSettings, seed):
+    """The named training corpora -> each test corpus, once without and once with its audio."""
+    tests = list(s.test_corpora or s.test_only)
+    if not tests:
+        raise ConfigError(
+            "the transfer scenario has no test corpus: mark corpora test_only: true in params.yaml's "
+            "corpora, or list experiments.transfer.test_corpora"
+        )
+    train = list(s.train_corpora or [c for c in _trainable(corpora, s) if c not in tests])
+    if set(train) & set(tests) or not train:
+        raise ConfigError(
+            f"experiments.transfer: training corpora {train} and test corpora {tests} must be disjoint and not empty"
+        )
+    return [
+        Job(f"audio_{audio}", cross_corpus(table, train, target), target_audio=audio)
+        for audio in s.target_audio
+        for target in tests
+    ]
 
 
 PROTOCOLS = {
@@ -96,6 +133,7 @@ PROTOCOLS = {
     Scenario.TARGET_FRACTION: _target_fraction,
     Scenario.MULTI_SOURCE: _multi_source,
     Scenario.LEAVE_ONE_OUT: _leave_one_out,
+    Scenario.TRANSFER: _transfer,
 }
 
 
@@ -229,7 +267,11 @@ class Runner:
     def _warmups(self) -> list[StackWarmup]:
         """One per seed and pool-only DBN configuration, when every fit sees the same pool (all rows,
         normalised once): their stacks are then pretrained first, side by side."""
-        if self.settings.unlabeled is not UnlabeledPool.ALL or self.settings.normalization is Normalization.TRAIN:
+        if (
+            self.settings.unlabeled is not UnlabeledPool.ALL
+            or self.settings.normalization is Normalization.TRAIN
+            or self.scenario is Scenario.TRANSFER  # its pools differ by whether the test audio may be used
+        ):
             return []
         pool_only = [m for m in self.settings.models if model_from_config(self.models, m).needs_unlabeled_pool]
         return [StackWarmup(name, seed) for seed in self.settings.seeds for name in pool_only]
@@ -243,10 +285,15 @@ class Runner:
     def _units(self, work: list[tuple[int, Job]]) -> list[Unit]:
         grouped: dict[tuple, list] = {}
         for position, (seed, job) in enumerate(work):
-            if self.settings.normalization is Normalization.TRAIN:  # training rows' statistics, per job
+            if job.target_audio is TargetAudio.UNSEEN:  # the test rows on the training rows' statistics
+                job = replace(
+                    job, x=normalize_unseen(self.features, self.table, job.split, self.settings.normalization)
+                )
+            elif self.settings.normalization is Normalization.TRAIN:  # training rows' statistics, per job
                 job = replace(job, x=normalize(self.features, self.table, job.split, Normalization.TRAIN))
             for m, model_name in enumerate(self.settings.models):
-                key = (model_name, seed, job.split.train.tobytes(), self._pool_key(job.split))
+                pool = (self._pool_key(job.split), job.target_audio)
+                key = (model_name, seed, job.split.train.tobytes(), pool)
                 grouped.setdefault(key, []).append((position * len(self.settings.models) + m, job))
         return [Unit(key[0], key[1], tuple(jobs)) for key, jobs in grouped.items()]
 
@@ -329,7 +376,7 @@ def run_unit(context: RunContext, unit: Unit) -> list[tuple[int, dict]]:
         with _nested_run(context, unit, job) as run:
             x = context.x if job.x is None else job.x
             if model is None:
-                model, fitted_in = _fit(context, unit, job.split, x, run.info.run_id), run.info.run_id
+                model, fitted_in = _fit(context, unit, job, x, run.info.run_id), run.info.run_id
             else:
                 mlflow.set_tag("model_reused_from", fitted_in)
             rows.append((position, _evaluate(context, unit, job, x, model, run.info.run_id)))
@@ -363,10 +410,12 @@ def _nested_run(context: RunContext, unit: Unit, job: Job):
     )
 
 
-def _pool(context: RunContext, x: np.ndarray, split: Split) -> np.ndarray | None:
-    unlabeled = context.settings.unlabeled
+def _pool(context: RunContext, x: np.ndarray, job: Job) -> np.ndarray | None:
+    unlabeled, split = context.settings.unlabeled, job.split
     if unlabeled is UnlabeledPool.NONE:
         return None
+    if job.target_audio is TargetAudio.UNSEEN:  # the training corpora's rows alone, or nothing
+        return x[split.train] if unlabeled is UnlabeledPool.ALL else None
     return x[split.test] if unlabeled is UnlabeledPool.TARGET else x
 
 
@@ -382,13 +431,14 @@ def _logged_model(context: RunContext, model_name: str, seed: int, run_id: str):
     return model_from_config(context.models, model_name, seed=seed, **runtime)
 
 
-def _fit(context: RunContext, unit: Unit, split: Split, x: np.ndarray, run_id: str):
+def _fit(context: RunContext, unit: Unit, job: Job, x: np.ndarray, run_id: str):
     model = _logged_model(context, unit.model_name, unit.seed, run_id)
+    split = job.split
     return model.fit(
         x[split.train],
         context.labels[split.train],
         groups=context.speakers[split.train],
-        unlabeled=_pool(context, x, split),
+        unlabeled=_pool(context, x, job),
     )
 
 

@@ -20,7 +20,7 @@ from . import tracking
 from .features import FeatureSettings, labelled_rows
 from .metrics import evaluate
 from .serving import ValencePipeline, signature
-from .splits import speaker_keys, standardizer, validation_split
+from .splits import Normalization, speaker_keys, standardizer, validation_split
 
 MODEL_NAME = "crossemo-valence"
 CHAMPION = "champion"
@@ -28,22 +28,28 @@ SYNTHETIC = "synthetic-demo"  # the training_data tag of a model trained on `cro
 
 
 def train_pipeline(
-    table: pd.DataFrame, model, features: FeatureSettings, validation_fraction: float = 0.25, seed: int = 0
+    table: pd.DataFrame,
+    model,
+    features: FeatureSettings,
+    validation_fraction: float = 0.25,
+    seed: int = 0,
+    normalization: Normalization = Normalization.TRAIN,
 ) -> tuple[ValencePipeline, float]:
-    """Fit on some speakers; the UAR on the held-out speakers is the recorded validation metric."""
+    """Fit on some speakers; the UAR on the held-out speakers is the recorded validation metric.
+    `normalization` standardises the rows as the experiments do (train: the training rows' statistics;
+    corpus / speaker: each group's own, label-free)."""
     table, x = labelled_rows(table)
-    train, val = validation_split(
-        table["valence"].to_numpy(), speaker_keys(table).to_numpy(), validation_fraction, seed
-    )
-    mean, scale = standardizer(x[train])  # the served model normalises with the training rows' statistics
     groups = speaker_keys(table).to_numpy()
-    x_train = (x[train] - mean) / scale
+    train, val = validation_split(table["valence"].to_numpy(), groups, validation_fraction, seed)
+    mean, scale = standardizer(x[train])  # what standardises a lone served utterance
+    pipeline = ValencePipeline(features, mean.astype(np.float32), scale, model, Normalization(normalization))
+    by = table["corpus"] if pipeline.normalization is Normalization.CORPUS else pd.Series(groups)
+    x_all = pipeline.standardise(x, None if pipeline.normalization is Normalization.TRAIN else by.to_numpy())
     # A DBN pretrained on an unlabeled pool alone gets the training speakers' rows as that pool (label-free);
     # the validation speakers stay unseen, so the recorded UAR is a held-out one.
-    pool = x_train if model.needs_unlabeled_pool else None
-    model.fit(x_train, table["valence"].to_numpy()[train], groups=groups[train], unlabeled=pool)
-    pipeline = ValencePipeline(features, mean.astype(np.float32), scale, model)
-    uar = evaluate(table["valence"].to_numpy()[val], pipeline.predict_features(x[val])["valence"])["uar"]
+    pool = x_all[train] if model.needs_unlabeled_pool else None
+    model.fit(x_all[train], table["valence"].to_numpy()[train], groups=groups[train], unlabeled=pool)
+    uar = evaluate(table["valence"].to_numpy()[val], model.predict(x_all[val]))["uar"]
     return pipeline, uar
 
 

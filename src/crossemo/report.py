@@ -368,12 +368,18 @@ def markdown(summary, results, figures, dbn, sae, header, out: Path) -> str:
         "target_fraction": "Target fraction (all other corpora as source)",
         "multi_source": "Multi-source (several languages)",
         "leave_one_out": "Leave one corpus out",
+        "transfer": "Transfer to test-only corpora (audio_unseen: their audio not used at all, each utterance "
+        "standardised with the training rows' statistics; audio_used: their label-free statistics standardise "
+        "them and their rows join the unlabeled pool)",
     }
     for scenario, title in titles.items():
         frame = summary[summary["scenario"] == scenario]
         if frame.empty:
             continue
-        columns = ["protocol", "target", "model"] if scenario == "within" else ["source", "target", "model"]
+        columns = {
+            "within": ["protocol", "target", "model"],
+            "transfer": ["protocol", "source", "target", "model"],
+        }.get(scenario, ["source", "target", "model"])
         if scenario == "target_fraction":
             columns.append("fraction")
         parts += [f"## {title}", table(frame.sort_values(columns), columns)]

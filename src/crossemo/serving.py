@@ -23,6 +23,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from .audio import BadAudio, read_utterance
 from .features import FeatureSettings, _smile, feature_names
 from .models import ValenceModel
+from .splits import Normalization, standardise_groups
 
 AUDIO_COLUMNS = ("audio_base64", "audio_path")
 MAX_AUDIO_BYTES = 20 * 1024 * 1024  # one decoded file
@@ -36,9 +37,13 @@ AUDIO_ROOT_ENV = "CROSSEMO_AUDIO_ROOT"
 @dataclass
 class ValencePipeline:
     features: FeatureSettings
-    mean_: np.ndarray  # normalisation fitted on the training features
+    mean_: np.ndarray  # the training features' statistics: what standardises an utterance on its own
     scale_: np.ndarray
     model: ValenceModel
+    #: how the training rows were standardised. corpus / speaker: a batch whose rows come with their
+    #: corpus or speaker (`crossemo evaluate`) is standardised group by group on its own label-free
+    #: statistics, as in training; a lone served utterance has no group and takes mean_ and scale_.
+    normalization: Normalization = Normalization.TRAIN
 
     def __post_init__(self):
         self._smile = None
@@ -47,8 +52,14 @@ class ValencePipeline:
         return {k: v for k, v in self.__dict__.items() if k != "_smile"}
 
     def __setstate__(self, state):
+        state.setdefault("normalization", Normalization.TRAIN)  # pipelines registered before it existed
         self.__dict__.update(state)
         self._smile = None
+
+    def standardise(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        if groups is None or self.normalization is Normalization.TRAIN:
+            return ((x - self.mean_) / self.scale_).astype(np.float32)
+        return standardise_groups(x, groups)
 
     def egemaps(self, source, name: str) -> np.ndarray:
         utterance = read_utterance(source, self.features.channel, self.features.min_duration, MAX_AUDIO_SECONDS, name)
@@ -59,8 +70,8 @@ class ValencePipeline:
             raise BadAudio(name, "openSMILE found too little voiced speech")
         return values.astype(np.float32)
 
-    def predict_features(self, x: np.ndarray) -> pd.DataFrame:
-        normalized = (x - self.mean_) / self.scale_
+    def predict_features(self, x: np.ndarray, groups: np.ndarray | None = None) -> pd.DataFrame:
+        normalized = self.standardise(x, groups)
         proba = self.model.predict_proba(normalized)
         return pd.DataFrame(
             {"valence": self.model.predict(normalized), "p_negative": proba[:, 0], "p_positive": proba[:, 1]}

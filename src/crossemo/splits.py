@@ -163,16 +163,31 @@ def target_fraction(
 def normalize(features: np.ndarray, table: pd.DataFrame, split: Split, method: Normalization | str) -> np.ndarray:
     """Standardised copy of `features` for this split. Only `train` looks at which rows train."""
     method = Normalization(method)
-    out = np.empty_like(features, dtype=np.float32)
     if method is Normalization.TRAIN:
         mean, scale = standardizer(features[split.train])
         return ((features - mean) / scale).astype(np.float32)
-    column = "corpus" if method is Normalization.CORPUS else "speaker"
-    keys = table["corpus"].astype(str) if column == "corpus" else speaker_keys(table)
-    for _, index in pd.Series(np.arange(len(table))).groupby(keys.to_numpy()):
+    keys = table["corpus"].astype(str) if method is Normalization.CORPUS else speaker_keys(table)
+    return standardise_groups(features, keys.to_numpy())
+
+
+def standardise_groups(features: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each group of rows (a corpus, a speaker) standardised on its own statistics."""
+    out = np.empty_like(features, dtype=np.float32)
+    for _, index in pd.Series(np.arange(len(features))).groupby(np.asarray(groups)):
         block = features[index.to_numpy()]
         mean, scale = standardizer(block)
         out[index.to_numpy()] = (block - mean) / scale
+    return out
+
+
+def normalize_unseen(
+    features: np.ndarray, table: pd.DataFrame, split: Split, method: Normalization | str
+) -> np.ndarray:
+    """As `normalize`, except that the test rows are standardised with the training rows' pooled
+    statistics: a model that may not study the test corpus' audio meets its utterances one by one."""
+    out = normalize(features, table, split, method)
+    mean, scale = standardizer(features[split.train])
+    out[split.test] = (features[split.test] - mean) / scale
     return out
 
 

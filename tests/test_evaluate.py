@@ -1,0 +1,108 @@
+"""`crossemo evaluate`: a trained model on corpora named in params.yaml, scored per corpus."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from crossemo.baselines import SVMValence
+from crossemo.cli import main
+from crossemo.config import corpus_config, feature_settings
+from crossemo.evaluation import corpus_features
+from crossemo.features import feature_names, labelled_rows
+from crossemo.metrics import evaluate
+from crossemo.registry import register, train_pipeline
+from crossemo.splits import Normalization, standardise_groups
+
+from .conftest import tone
+
+pytestmark = pytest.mark.slow
+
+
+def manifest_corpus(folder, seed: int, language: str):
+    """Sixteen utterances of four speakers: anger high and bright, sadness low and dark (negative);
+    happiness and neutral in between (positive)."""
+    folder.mkdir()
+    rows, rng = [], np.random.default_rng(seed)
+    pitch = {"anger": 260, "sadness": 110, "happiness": 200, "neutral": 160}
+    for i in range(16):
+        emotion = list(pitch)[i % 4]
+        name = f"u{i}.wav"
+        tone(folder / name, seconds=0.7, f0=pitch[emotion] * rng.uniform(0.95, 1.05), seed=seed * 100 + i)
+        rows.append({"path": name, "emotion": emotion, "speaker": f"s{i // 4}", "language": language})
+    pd.DataFrame(rows).to_csv(folder / "manifest.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    manifest_corpus(root / "mine", seed=1, language="xx")
+    manifest_corpus(root / "theirs", seed=2, language="yy")
+    params = {
+        "corpora": {
+            "mine": {"loader": "manifest", "root": str(root / "mine")},
+            "theirs": {"loader": "manifest", "root": str(root / "theirs"), "test_only": True},
+        },
+        "features": {"workers": 1, "cache_dir": str(root / "cache")},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    settings = feature_settings(params)
+    train = corpus_features(corpus_config(params, "mine"), settings, progress=False)
+    pipeline, uar = train_pipeline(train, SVMValence(), settings, normalization=Normalization.CORPUS)
+    uri = f"sqlite:///{root}/mlflow.db"
+    register(pipeline, uar, train[feature_names()].head(1).astype("float64"), {"model": "svm"}, tracking_uri=uri)
+    return root, uri, pipeline, params
+
+
+def run(project, *args) -> int:
+    root, uri, _, _ = project
+    try:
+        main(["evaluate", "--tracking-uri", uri, "--params", str(root / "params.yaml"), *args])
+    except SystemExit as stop:
+        if isinstance(stop.code, str):  # as the interpreter does on exit: the message to stderr, status 1
+            print(stop.code, file=sys.stderr)
+            return 1
+        return int(stop.code or 0)
+    return 0
+
+
+def test_the_champion_is_scored_per_corpus_with_each_corpus_on_its_own_statistics(project, tmp_path, capsys):
+    root, _, pipeline, params = project
+    assert run(project, "champion", "mine", "theirs", "-o", str(tmp_path / "scores.json")) == 0
+    printed = capsys.readouterr()
+    assert "models:/crossemo-valence@champion (corpus normalisation)" in printed.err
+    scores = pd.DataFrame(json.loads((tmp_path / "scores.json").read_text())).set_index("corpus")
+    assert list(scores.index) == ["mine", "theirs"] and (scores["n"] == 16).all()
+    # the same numbers by hand: the registered SVM on the corpus standardised on its own statistics
+    table, x = labelled_rows(corpus_features(corpus_config(params, "theirs"), feature_settings(params), False))
+    expected = evaluate(table["valence"], pipeline.model.predict(standardise_groups(x, table["corpus"].to_numpy())))
+    assert scores.loc["theirs", "uar"] == pytest.approx(expected["uar"])
+    assert scores.loc["theirs", ["neg->neg", "neg->pos", "pos->neg", "pos->pos"]].tolist() == sum(
+        expected["confusion"], []
+    )
+    assert "| theirs | 16 |" in printed.out
+
+
+def test_the_training_statistics_can_be_asked_for_instead(project, tmp_path):
+    root, _, pipeline, params = project
+    run(project, "champion", "theirs", "--normalization", "corpus", "-o", str(tmp_path / "corpus.csv"))
+    run(project, "champion", "theirs", "--normalization", "train", "-o", str(tmp_path / "train.csv"))
+    corpus, train = pd.read_csv(tmp_path / "corpus.csv"), pd.read_csv(tmp_path / "train.csv")
+    table, x = labelled_rows(corpus_features(corpus_config(params, "theirs"), feature_settings(params), False))
+    by_hand = evaluate(table["valence"], pipeline.model.predict(pipeline.standardise(x)))
+    assert train["uar"].iloc[0] == pytest.approx(by_hand["uar"])
+    assert corpus["n"].iloc[0] == train["n"].iloc[0] == 16
+
+
+def test_unknown_references_and_corpora_are_one_line_errors(project, capsys):
+    assert run(project, "champion", "nowhere") == 1
+    assert run(project, "0123456789abcdef", "mine") == 1
+    assert run(project, "champion", "mine", "-o", "scores.txt") == 1
+    err = capsys.readouterr().err
+    assert "corpus 'nowhere' is not in params.yaml's corpora: mine, theirs" in err
+    assert "no run with a model.joblib artifact" in err and "give a .csv or .json file" in err
