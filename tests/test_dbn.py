@@ -26,7 +26,7 @@ from crossemo.dbn import (
 )
 from crossemo.errors import UserError
 from crossemo.labels import CLASSES
-from crossemo.models import DBNValence, make_model
+from crossemo.models import DBNValence, FeedForwardValence, make_model
 from crossemo.rbm import RBM
 from crossemo.splits import validation_split
 from crossemo.stacks import StackCache
@@ -269,3 +269,34 @@ def test_pretrained_stacks_are_cached_by_their_inputs(tmp_path, monkeypatch):
     assert len(calls) == 3
     with pytest.raises(ValueError, match="no unlabeled rows"):
         DBNValence(**params).fit(x, y, groups=speakers)
+
+
+def test_an_ensemble_averages_members_fine_tuned_from_one_stack_on_different_held_out_speakers():
+    x, y, speakers = blobs(n=180, seed=3)
+    params = dict(
+        hidden=(8,), pretrain={"epochs": 3, "batch_size": 32}, finetune={"max_epochs": 6, "min_epochs": 2}, seed=2
+    )
+    single = DBNValence(**params).fit(x, y, groups=speakers)
+    ensemble = DBNValence(**params, ensemble=3).fit(x, y, groups=speakers)
+    assert len(ensemble.nets_) == 3
+    # the first member is the single net of the same seed; the stack is pretrained once and shared
+    np.testing.assert_allclose(
+        ensemble.nets_[0](torch.from_numpy(x)).detach(), single.nets_[0](torch.from_numpy(x)).detach()
+    )
+    first_layers = [net.hidden[0].weight for net in ensemble.nets_]
+    assert not torch.equal(first_layers[0], first_layers[1])  # fine-tuned apart
+    members = torch.stack([torch.softmax(net(torch.from_numpy(x)), 1) for net in ensemble.nets_]).mean(0)
+    np.testing.assert_allclose(ensemble.predict_proba(x), members.detach().numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="ensemble must be at least 1"):
+        DBNValence(ensemble=0)
+
+
+def test_input_noise_changes_the_fit_and_stays_seeded():
+    x, y, speakers = blobs(n=120, seed=4)
+    fit = lambda noise: (
+        FeedForwardValence(hidden=(8,), finetune={"max_epochs": 5, "min_epochs": 5, "input_noise": noise}, seed=1)
+        .fit(x, y, groups=speakers)
+        .predict_proba(x)
+    )
+    np.testing.assert_array_equal(fit(0.5), fit(0.5))
+    assert not np.allclose(fit(0.5), fit(0.0))

@@ -7,7 +7,16 @@ import pandas as pd
 import pytest
 
 from crossemo.errors import UserError
-from crossemo.splits import Normalization, cross_corpus, normalize, target_fraction, within_random, within_speaker_folds
+from crossemo.splits import (
+    MIN_SPEAKER_ROWS,
+    Normalization,
+    cross_corpus,
+    normalization_groups,
+    normalize,
+    target_fraction,
+    within_random,
+    within_speaker_folds,
+)
 
 
 def corpora_table(seed: int = 0) -> pd.DataFrame:
@@ -91,9 +100,17 @@ def test_corpus_and_speaker_normalisation_use_no_labels():
     for method in ("corpus", "speaker"):
         x = normalize(features, table, split, method)
         np.testing.assert_array_equal(x, normalize(features, flipped, split, method))
-        group = table["corpus"] if method == "corpus" else table["corpus"] + table["speaker"]
-        means = pd.DataFrame(x).groupby(group.to_numpy()).mean().to_numpy()
+        group = normalization_groups(table, method)
+        means = pd.DataFrame(x).groupby(group).mean().to_numpy()
         np.testing.assert_allclose(means, 0, atol=1e-5)
+
+
+def test_speakers_with_few_utterances_are_standardised_with_their_corpus():
+    table = corpora_table()  # a and b: speakers of 20 utterances; c: one speaker of 60
+    groups = normalization_groups(table, "speaker")
+    assert set(groups[table["corpus"] != "c"]) == {"a", "b"}  # below MIN_SPEAKER_ROWS: the corpus' statistics
+    assert set(groups[table["corpus"] == "c"]) == {"c/s0"} and MIN_SPEAKER_ROWS <= 60
+    assert list(normalization_groups(table, "corpus")) == list(table["corpus"])
 
 
 def test_iemocap_two_session_protocol_is_two_fold_over_sessions():

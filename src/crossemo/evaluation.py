@@ -22,7 +22,7 @@ from .features import FeatureSettings, extract_table, labelled_rows
 from .metrics import evaluate
 from .registry import CHAMPION, MODEL_NAME
 from .serving import ValencePipeline
-from .splits import Normalization, speaker_keys, standardise_groups
+from .splits import Normalization, normalization_groups, standardise_groups
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def _registered(uri: str, normalization: Normalization | None) -> EvaluatedModel
     def predict(x: np.ndarray, table: pd.DataFrame) -> np.ndarray:
         if method is Normalization.TRAIN:
             return pipeline.model.predict(pipeline.standardise(x))
-        return pipeline.model.predict(standardise_groups(x, _groups(table, method)))
+        return pipeline.model.predict(standardise_groups(x, normalization_groups(table, method)))
 
     return EvaluatedModel(f"{uri} ({method} normalisation)", predict, pipeline.features)
 
@@ -79,15 +79,10 @@ def _experiment_run(run_id: str, normalization: Normalization | None) -> Evaluat
         )
 
     def predict(x: np.ndarray, table: pd.DataFrame) -> np.ndarray:
-        return model.predict(standardise_groups(x, _groups(table, method)))
+        return model.predict(standardise_groups(x, normalization_groups(table, method)))
 
     name = f"run {run_id} ({run.data.tags.get('model', 'model')}, {method} normalisation)"
     return EvaluatedModel(name, predict, None)
-
-
-def _groups(table: pd.DataFrame, method: Normalization) -> np.ndarray:
-    """Label-free groups of the evaluated rows: each corpus, or each speaker, on its own statistics."""
-    return (table["corpus"] if method is Normalization.CORPUS else speaker_keys(table)).astype(str).to_numpy()
 
 
 def corpus_features(config, settings: FeatureSettings, progress: bool = True) -> pd.DataFrame:

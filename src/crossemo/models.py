@@ -40,44 +40,60 @@ class FineTunedNet(ValenceModel):
         self,
         hidden=(1000, 1000, 2000),
         finetune: FinetuneSettings | dict | None = None,
+        ensemble: int = 1,
         seed: int = 0,
         progress: bool = False,
         logger=None,
         callbacks: list | None = None,
     ):
-        self.hidden, self.finetune = tuple(hidden), finetune
+        self.hidden, self.finetune, self.ensemble = tuple(hidden), finetune, ensemble
         self.seed, self.progress, self.logger = seed, progress, logger
         self.callbacks = callbacks  # extra Lightning callbacks for fine-tuning (e.g. Optuna pruning)
+        if ensemble < 1:
+            raise ConfigError(f"ensemble must be at least 1 member, not {ensemble}")
 
     def _finetune_settings(self) -> FinetuneSettings:
         if isinstance(self.finetune, FinetuneSettings):
             return self.finetune
         return FinetuneSettings(**(self.finetune or {}))
 
-    def _initial_net(self, x_train: np.ndarray, x_val: np.ndarray, unlabeled: np.ndarray | None) -> FeedForward:
+    def _initial_net(
+        self, x_train: np.ndarray, x_val: np.ndarray, unlabeled: np.ndarray | None, seed: int
+    ) -> FeedForward:
         raise NotImplementedError
 
     def _fit(self, x, y, groups, unlabeled):
+        """Each member: its own speaker-disjoint validation split, head and batch order (seeds seed,
+        seed + 1000, ...; one member is the single net of `seed`), from the same start (for a DBN,
+        one pretrained stack). Averaging members that stopped on different held-out speakers steadies
+        what one net's early stopping on a few speakers leaves to chance."""
         fine = self._finetune_settings()
-        train, val = validation_split(y, groups, fine.validation_fraction, self.seed)
-        net = self._initial_net(x[train], x[val], unlabeled)
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
-        self.net_ = finetune(
-            net,
-            t(x[train]),
-            t(y[train]),
-            t(x[val]),
-            t(y[val]),
-            fine,
-            self.logger,
-            self.progress,
-            self.seed,
-            self.callbacks,
-        )
+        self.nets_ = []
+        for member in range(self.ensemble):
+            seed = self.seed + 1000 * member
+            train, val = validation_split(y, groups, fine.validation_fraction, seed)
+            net = self._initial_net(x[train], x[val], unlabeled, seed)
+            curves = self.logger if member == 0 else None  # one member's curves: the others' look alike
+            self.nets_.append(
+                finetune(
+                    net,
+                    t(x[train]),
+                    t(y[train]),
+                    t(x[val]),
+                    t(y[val]),
+                    fine,
+                    curves,
+                    self.progress,
+                    seed,
+                    self.callbacks,
+                )
+            )
 
     @torch.no_grad()
     def _proba(self, x):
-        return torch.softmax(self.net_(torch.from_numpy(x)), dim=1).numpy()
+        inputs = torch.from_numpy(x)
+        return torch.stack([torch.softmax(net(inputs), dim=1) for net in self.nets_]).mean(0).numpy()
 
 
 class DBNValence(FineTunedNet):
@@ -91,13 +107,14 @@ class DBNValence(FineTunedNet):
         pretrain: PretrainSettings | dict | None = None,
         finetune: FinetuneSettings | dict | None = None,
         pretrain_data: str = "train+unlabeled",
+        ensemble: int = 1,
         seed: int = 0,
         progress: bool = False,
         logger=None,
         stack_store: StackCache | ArtifactStackStore | None = None,
         callbacks: list | None = None,
     ):
-        super().__init__(hidden, finetune, seed, progress, logger, callbacks)
+        super().__init__(hidden, finetune, ensemble, seed, progress, logger, callbacks)
         self.pretrain, self.pretrain_data, self.stack_store = pretrain, PretrainData(pretrain_data), stack_store
 
     def _settings(self) -> tuple[PretrainSettings, FinetuneSettings]:
@@ -119,9 +136,12 @@ class DBNValence(FineTunedNet):
             return unlabeled
         return np.concatenate([x_train, unlabeled])
 
-    def _initial_net(self, x_train: np.ndarray, x_val: np.ndarray, unlabeled: np.ndarray | None) -> FeedForward:
-        self.stack_ = self._stack(self._pretraining_rows(x_train, unlabeled), held_out=x_val)
-        torch.manual_seed(self.seed)  # the head's init must not depend on whether the stack came from the cache
+    def _initial_net(
+        self, x_train: np.ndarray, x_val: np.ndarray, unlabeled: np.ndarray | None, seed: int
+    ) -> FeedForward:
+        if seed == self.seed:  # the first member's stack serves every member: pretrained once per fit
+            self.stack_ = self._stack(self._pretraining_rows(x_train, unlabeled), held_out=x_val)
+        torch.manual_seed(seed)  # the head's init must not depend on whether the stack came from the cache
         return FeedForward.from_stack(self.stack_, dropout=self._finetune_settings().dropout)
 
     def prepare_stack(self, unlabeled: np.ndarray) -> RBMStack:
@@ -146,15 +166,17 @@ class DBNValence(FineTunedNet):
         key = stack_key(x_pre, self.hidden, pre, self.seed)
         return self.stack_store.get_or_build(key, x_pre.shape[1], self.hidden, build)
 
-    #: the pretrained stack's weights live on in net_ and in the stack store: don't save them twice
+    #: the pretrained stack's weights live on in nets_ and in the stack store: don't save them twice
     _not_pickled = ("stack_",)
 
 
 class FeedForwardValence(FineTunedNet):
     """The same network and fine-tuning without pretraining: does pretraining help?"""
 
-    def _initial_net(self, x_train: np.ndarray, x_val: np.ndarray, unlabeled: np.ndarray | None) -> FeedForward:
-        torch.manual_seed(self.seed)
+    def _initial_net(
+        self, x_train: np.ndarray, x_val: np.ndarray, unlabeled: np.ndarray | None, seed: int
+    ) -> FeedForward:
+        torch.manual_seed(seed)
         return FeedForward(x_train.shape[1], self.hidden, dropout=self._finetune_settings().dropout)
 
 

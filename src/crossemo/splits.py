@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class Normalization(StrEnum):
     TRAIN = "train"  # standardise every row with the training rows' mean and deviation
     CORPUS = "corpus"  # each corpus on its own statistics (the target's too, without labels)
-    SPEAKER = "speaker"  # each speaker on their own statistics
+    SPEAKER = "speaker"  # each speaker on their own statistics (speakers with few utterances: their corpus')
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,23 @@ def normalize(features: np.ndarray, table: pd.DataFrame, split: Split, method: N
     if method is Normalization.TRAIN:
         mean, scale = standardizer(features[split.train])
         return ((features - mean) / scale).astype(np.float32)
-    keys = table["corpus"].astype(str) if method is Normalization.CORPUS else speaker_keys(table)
-    return standardise_groups(features, keys.to_numpy())
+    return standardise_groups(features, normalization_groups(table, method))
+
+
+#: A speaker's own statistics need this many utterances; with fewer they are noisy and reflect the few
+#: emotions the speaker happens to express (URDU's talk-show speakers: about 14 utterances, nearly all of
+#: one class, where per-speaker centring would remove the valence itself), so the corpus' are used.
+MIN_SPEAKER_ROWS = 30
+
+
+def normalization_groups(table: pd.DataFrame, method: Normalization | str) -> np.ndarray:
+    """Label-free groups standardised together: each corpus, or each speaker with at least
+    MIN_SPEAKER_ROWS utterances (the others with their corpus)."""
+    corpus = table["corpus"].astype(str)
+    if Normalization(method) is Normalization.CORPUS:
+        return corpus.to_numpy()
+    speaker = speaker_keys(table)
+    return speaker.where(speaker.map(speaker.value_counts()) >= MIN_SPEAKER_ROWS, corpus).to_numpy()
 
 
 def standardise_groups(features: np.ndarray, groups: np.ndarray) -> np.ndarray:
