@@ -55,6 +55,7 @@ def project(tmp_path_factory) -> Path:
     params["experiments"].update(models=["dbn_tiny", "svm"], seeds=[0, 1], log_models=False)
     params["experiments"]["within"]["speaker_folds"] = 2
     params["experiments"]["target_fraction"]["fractions"] = [0.5]
+    params["experiments"]["transfer"].update(train_corpora=["savee"], test_corpora=["emovo"])
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(root, "git", "init", "-q")
     run(root, "crossemo", "demo", "generate", "data/demo")
@@ -74,11 +75,13 @@ def test_repro_writes_one_feature_table_per_corpus(project):
 def test_experiments_and_report_come_out_of_dvc_repro(project):
     detail = json.loads((project / "reports/metrics_detail.json").read_text())
     # two corpora: no set of two other-language sources exists, so multi-source is empty and says so
-    assert set(detail) == {"within", "single_source", "target_fraction", "leave_one_out"}
+    assert set(detail) == {"within", "single_source", "target_fraction", "leave_one_out", "transfer"}
     assert pd.read_parquet(project / "results/multi_source.parquet").empty
     entry = detail["within"]["random"]["dbn_tiny"]["savee->savee"]
     assert entry["seeds"] == 2 and 0 <= entry["uar_ci95_low"] <= entry["uar_mean"] <= entry["uar_ci95_high"] <= 1
     assert "savee->emovo" in detail["single_source"]["single_source"]["svm"]
+    assert set(detail["transfer"]) == {"audio_unseen", "audio_used"}  # the test corpus' audio both ways
+    assert "savee->emovo" in detail["transfer"]["audio_unseen"]["dbn_tiny"]
     # `dvc metrics show` reads the headline file only: a few numbers per scenario and model
     shown = json.loads(run(project, "dvc", "metrics", "show", "--json"))
     headline = shown[""]["data"]["reports/metrics.json"]["data"]
@@ -233,6 +236,7 @@ def test_the_readmes_tuning_registry_and_serving_commands_work_as_written(projec
         ["crossemo", "serve"],
         ["crossemo", "predict"],
         ["crossemo", "predict"],
+        ["crossemo", "evaluate"],
     ]
     params = yaml.safe_load((project / "params.yaml").read_text())  # a short budget on this project's corpora
     params["tuning"].update(corpora=["savee", "emovo"], n_trials=2, finetune_max_epochs=3)
@@ -263,4 +267,8 @@ def test_the_readmes_tuning_registry_and_serving_commands_work_as_written(projec
                 assert "registered crossemo-valence v" in out and "SYNTHETIC" in out
             if words[1] == "predict":
                 assert "files scored; 0 failed" in out
+            if words[1] == "evaluate":  # a row per corpus with its size, as the features stage counted it
+                for corpus in ("emovo", "savee"):
+                    rows = len(pd.read_parquet(project / f"features/{corpus}.parquet"))
+                    assert f"| {corpus} | {rows} |" in out
     assert (project / "tuning/best_params.yaml").is_file() and (project / "valence.csv").is_file()

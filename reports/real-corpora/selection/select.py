@@ -1,0 +1,76 @@
+"""How dbn_best was chosen: candidate configurations scored on EMO-DB and SAVEE alone (the tuning
+corpora), never on EMOVO or URDU. Tasks: EMO-DB -> SAVEE, SAVEE -> EMO-DB, and four speaker-grouped
+folds of both together; two seeds each; score: mean UAR. Run from a project whose features/ hold the
+real corpora (`make real`'s features stage):
+
+    python reports/real-corpora/selection/select.py NAME[,NAME...] corpus|speaker[,...] [FEATURES_DIR]
+
+It writes NAMEs_NORMs.csv beside itself (selection_runs.csv holds every row of the session's runs).
+"""
+import sys, json, time, itertools
+import numpy as np, pandas as pd
+from joblib import Parallel, delayed
+
+import torch
+from crossemo.features import labelled_rows
+from crossemo.splits import normalize, speaker_keys, Normalization
+from crossemo.models import make_model
+from crossemo.metrics import evaluate
+from sklearn.model_selection import GroupKFold
+
+F = sys.argv[3] if len(sys.argv) > 3 else "features"
+table = pd.concat([pd.read_parquet(f"{F}/{c}.parquet") for c in ("emodb", "savee")], ignore_index=True)
+table, raw = labelled_rows(table)
+y = table["valence"].to_numpy(); spk = speaker_keys(table).to_numpy(); corpus = table["corpus"].to_numpy()
+
+def tasks():
+    out = []
+    for a, b in (("emodb", "savee"), ("savee", "emodb")):
+        out.append((f"{a}->{b}", np.flatnonzero(corpus == a), np.flatnonzero(corpus == b)))
+    groups = spk
+    for i, (tr, te) in enumerate(GroupKFold(4).split(raw, y, groups)):
+        out.append((f"spk{i}", tr, te))
+    return out
+
+def run(name, kind, params, norm, seed, task):
+    torch.set_num_threads(1)
+    x = normalize(raw, table, None, norm)
+    label, tr, te = task
+    m = make_model(kind, seed=seed, **params)
+    pool = x if getattr(m, "needs_unlabeled_pool", False) else None
+    t = time.time()
+    m.fit(x[tr], y[tr], groups=spk[tr], unlabeled=pool)
+    return dict(name=name, norm=str(norm), seed=seed, task=label, uar=evaluate(y[te], m.predict(x[te]))["uar"], sec=time.time() - t)
+
+FT = dict(learning_rate=0.001, max_epochs=200, min_epochs=30, patience=30, batch_size=32, validation_fraction=0.2)
+PRE = dict(learning_rate=0.001, epochs=100, batch_size=64, momentum=0.9)
+cands = {
+  "svm": ("svm", {}),
+  "svm_cv": ("svm_cv", {}),
+  "mlp256": ("mlp", dict(hidden=[256, 256], finetune=FT)),
+  "mlp256_reg": ("mlp", dict(hidden=[256, 256], finetune={**FT, "dropout": 0.3, "weight_decay": 1e-4, "input_noise": 0.3})),
+  "dbn256_reg": ("dbn", dict(hidden=[256, 256], pretrain_data="unlabeled", pretrain=PRE, finetune={**FT, "dropout": 0.3, "weight_decay": 1e-4, "input_noise": 0.3})),
+  "dbn256_reg_e5": ("dbn", dict(hidden=[256, 256], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, finetune={**FT, "dropout": 0.3, "weight_decay": 1e-4, "input_noise": 0.3})),
+  "mlp256_reg_e5": ("mlp", dict(hidden=[256, 256], ensemble=5, finetune={**FT, "dropout": 0.3, "weight_decay": 1e-4, "input_noise": 0.3})),
+  "mlp256_e5": ("mlp", dict(hidden=[256, 256], ensemble=5, finetune=FT)),
+  "mlp64_lr": ("mlp", dict(hidden=[64], finetune={**FT, "learning_rate": 0.003, "weight_decay": 1e-3, "min_epochs": 60})),
+  "mlp1000_long": ("mlp", dict(hidden=[1000, 1000], finetune={**FT, "min_epochs": 100, "patience": 50, "dropout": 0.5})),
+  "dbn256": ("dbn", dict(hidden=[256, 256], pretrain_data="unlabeled", pretrain=PRE, finetune=FT)),
+  "dbn1000_e5": ("dbn", dict(hidden=[1000, 1000], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, finetune={**FT, "dropout": 0.5})),
+  "dbn256_pre300": ("dbn", dict(hidden=[256, 256], pretrain_data="unlabeled", pretrain={**PRE, "epochs": 300, "learning_rate": 0.003}, finetune=FT)),
+  "dbn256_ftlow": ("dbn", dict(hidden=[256, 256], pretrain_data="unlabeled", pretrain=PRE, finetune={**FT, "learning_rate": 0.0003, "min_epochs": 60, "patience": 40})),
+  "dbn512_e5_do": ("dbn", dict(hidden=[512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4})),
+  "dbn256x3_e5": ("dbn", dict(hidden=[256, 256, 256], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, finetune={**FT, "dropout": 0.3, "input_noise": 0.3})),
+  "dbn512_e9_do": ("dbn", dict(hidden=[512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=9, finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4})),
+  "dbn512_e5_do_n": ("dbn", dict(hidden=[512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4, "input_noise": 0.3})),
+  "dbn512x3_e5_do": ("dbn", dict(hidden=[512, 512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4})),
+}
+which = sys.argv[1].split(",") if len(sys.argv) > 1 else list(cands)
+norms = [Normalization(n) for n in (sys.argv[2].split(",") if len(sys.argv) > 2 else ["corpus"])]
+seeds = [0, 1]
+jobs = [(n, *cands[n], norm, s, t) for n in which for norm in norms for s in seeds for t in tasks()]
+rows = Parallel(n_jobs=2, verbose=0)(delayed(run)(*j) for j in jobs)
+df = pd.DataFrame(rows)
+df.to_csv(f"{__file__.rsplit('/', 1)[0]}/{'_'.join(which)}_{'_'.join(map(str,norms))}.csv", index=False)
+print(df.groupby(["name", "norm"]).agg(uar=("uar", "mean"), sec=("sec", "mean")).round(3).to_string())
+print(df.pivot_table(index=["name","norm"], columns="task", values="uar").round(3).to_string())
