@@ -274,3 +274,44 @@ def test_the_report_is_the_same_whatever_the_commit_or_experiment(store, tmp_pat
         write_report(results, tmp_path / commit)
         made.append((tmp_path / commit / "report.md").read_bytes())
     assert made[0] == made[1] and b"svm" in made[0]
+
+
+def test_the_best_dbn_is_held_against_the_svm_cell_by_cell_and_every_loss_is_named():
+    from crossemo.metrics import summarize
+    from crossemo.report import KEYS, against_baseline, paper_and_best_dbn, scenario_means
+
+    uars = {  # (model, target) -> UAR per seed
+        ("dbn_best", "a"): [0.70, 0.72, 0.71],
+        ("svm", "a"): [0.65, 0.65, 0.65],
+        ("dbn_best", "b"): [0.50, 0.70, 0.60],  # wide: half-width 24.8 points over three seeds
+        ("svm", "b"): [0.64, 0.64, 0.64],
+        ("dbn_paper", "a"): [0.6, 0.6, 0.6],
+        ("dbn_paper", "b"): [0.6, 0.6, 0.6],
+    }
+    rows = [
+        {
+            "scenario": "leave_one_out",
+            "protocol": "leave_one_out",
+            "model": model,
+            "source": "x",
+            "target": target,
+            "fraction": 0.0,
+            "seed": seed,
+            "accuracy": u,
+            "uar": u,
+            "macro_f1": u,
+            "majority_rate": 0.5,
+        }
+        for (model, target), values in uars.items()
+        for seed, u in enumerate(values)
+    ]
+    summary = summarize(pd.DataFrame(rows), KEYS)
+    assert paper_and_best_dbn(sorted(summary["model"].unique())) == ("dbn_paper", "dbn_best")
+    assert paper_and_best_dbn(["dbn_demo", "svm"]) == ("dbn_demo", "dbn_demo")
+    notes = against_baseline(summary, "dbn_best")
+    assert notes[0] == "dbn_best against svm: UAR higher in 1 of 2 cells, mean difference +1.0 points."
+    assert notes[1] == "dbn_best loses to svm in: leave_one_out/leave_one_out x->b by 4.0."
+    assert (
+        notes[2].startswith("dbn_best's 95% interval half-width") and "above 5 in 1 of 2: leave_one_out b." in notes[2]
+    )
+    assert "| leave_one_out | leave_one_out | **65.5** | 60.0 | 64.5 |" in scenario_means(summary)
