@@ -71,10 +71,13 @@ class RBM(nn.Module):
     def sample_visible(self, h: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return self._sample_visible_from_mean(self.visible_mean(h), generator)
 
-    def _sample_visible_from_mean(self, mean: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def _sample_visible_from_mean(
+        self, mean: torch.Tensor, generator: torch.Generator | None, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if self.visible is VisibleUnits.GAUSSIAN:
-            return torch.randn(mean.shape, generator=generator, dtype=mean.dtype).add_(mean)
-        return _bernoulli(mean, generator)
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, out=out)
+            return noise.add_(mean)
+        return _bernoulli(mean, generator, out)
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
         """F(v) = -log sum_h exp(-E(v, h)), one value per row."""
@@ -97,26 +100,31 @@ class RBM(nn.Module):
         (practical guide, sec. 3). Costs 10 v h flops per sample for k = 1: four matrix
         products of the chain and two outer products of the statistics.
         """
-        h0 = self.hidden_probs(v0)
+        # Both phases live in one buffer each, stacked: [data; chain end] visible states and [h0; hk]
+        # hidden probabilities. Their outer products are then one matrix product with twice the inner
+        # dimension, which runs near the machine's matmul rate where two half-size ones do not, and
+        # the conditionals are written straight into place instead of being concatenated afterwards.
+        n = v0.shape[0]
+        visible = torch.empty((2 * n, self.n_visible), dtype=v0.dtype)
+        phases = torch.empty((2 * n, self.n_hidden), dtype=v0.dtype)
+        visible[:n] = v0
+        h0 = torch.addmm(self.hidden_bias, v0, self.weight, out=phases[:n]).sigmoid_()
         h = _bernoulli(h0, generator) if chain is None else self.sample_hidden(chain, generator)
-        reconstruction = None
+        reconstruction, v, hk = None, visible[n:], phases[n:]
         for step in range(k):
             mean = self.visible_mean(h)
             if step == 0 and chain is None:
                 reconstruction = mean
-            v = self._sample_visible_from_mean(mean, generator)
-            hk = self.hidden_probs(v)
+            self._sample_visible_from_mean(mean, generator, out=v)
+            torch.addmm(self.hidden_bias, v, self.weight, out=hk).sigmoid_()
             if step < k - 1:
                 h = _bernoulli(hk, generator)
-        # Both phases' outer products as one matrix product over the stacked batches: one GEMM with
-        # twice the inner dimension runs near the machine's matmul rate, two half-size ones do not.
-        n = v0.shape[0]
-        phases = torch.cat([h0, hk])
-        phases[n:].neg_()
-        weight = torch.cat([v0, v]).t().mm(phases).div_(n)
-        return CDStatistics(weight, (v0 - v).mean(0), phases.sum(0).div_(n), h0, reconstruction, v)
+        visible_bias = (v0 - v).mean(0)
+        hk.neg_()  # the negative phase enters the product with its sign
+        weight = visible.t().mm(phases).div_(n)
+        return CDStatistics(weight, visible_bias, phases.sum(0).div_(n), h0, reconstruction, v)
 
 
-def _bernoulli(p: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _bernoulli(p: torch.Tensor, generator: torch.Generator | None, out: torch.Tensor | None = None) -> torch.Tensor:
     # in place: the uniform draws become the 0/1 sample, with no boolean tensor and no copy
-    return torch.rand(p.shape, generator=generator, dtype=p.dtype).lt_(p)
+    return torch.rand(p.shape, generator=generator, dtype=p.dtype, out=out).lt_(p)
