@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,23 @@ from crossemo.features import feature_names
 from crossemo.rbm import RBM
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def cli_status(argv: list[str]) -> int:
+    """Run `crossemo ARGV` in this process; its exit status. A message exit (a user's mistake) is
+    printed to stderr with status 1, as the interpreter does."""
+    from crossemo.cli import main
+
+    try:
+        main(argv)
+    except SystemExit as stop:
+        if isinstance(stop.code, str):
+            print(stop.code, file=sys.stderr)
+            return 1
+        return int(stop.code or 0)
+    return 0
+
+
 SHARED_CORPORA = REPO.parent / "shared" / "corpora"
 
 

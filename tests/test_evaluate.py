@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
@@ -11,7 +10,6 @@ import pytest
 import yaml
 
 from crossemo.baselines import SVMValence
-from crossemo.cli import main
 from crossemo.config import corpus_config, feature_settings
 from crossemo.evaluation import corpus_features
 from crossemo.features import feature_names, labelled_rows
@@ -19,7 +17,7 @@ from crossemo.metrics import evaluate
 from crossemo.registry import register, train_pipeline
 from crossemo.splits import Normalization, standardise_groups
 
-from .conftest import tone
+from .conftest import cli_status, tone
 
 pytestmark = pytest.mark.slow
 
@@ -61,14 +59,7 @@ def project(tmp_path_factory):
 
 def run(project, *args) -> int:
     root, uri, _, _ = project
-    try:
-        main(["evaluate", "--tracking-uri", uri, "--params", str(root / "params.yaml"), *args])
-    except SystemExit as stop:
-        if isinstance(stop.code, str):  # as the interpreter does on exit: the message to stderr, status 1
-            print(stop.code, file=sys.stderr)
-            return 1
-        return int(stop.code or 0)
-    return 0
+    return cli_status(["evaluate", "--tracking-uri", uri, "--params", str(root / "params.yaml"), *args])
 
 
 def test_the_champion_is_scored_per_corpus_with_each_corpus_on_its_own_statistics(project, tmp_path, capsys):

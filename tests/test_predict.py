@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from crossemo.baselines import SVMValence
-from crossemo.cli import main
 from crossemo.demo import write_wav
 from crossemo.features import FeatureSettings, feature_names
 from crossemo.registry import register, train_pipeline
 
-from .conftest import feature_table, tone
+from .conftest import cli_status, feature_table, tone
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +30,7 @@ def registered(tmp_path_factory) -> str:
 
 
 def predict(uri: str, *args: str) -> int:
-    try:
-        main(["predict", "--tracking-uri", uri, "--params", "absent.yaml", *args])
-    except SystemExit as stop:
-        if isinstance(stop.code, str):  # as the interpreter does on exit: the message to stderr, status 1
-            print(stop.code, file=sys.stderr)
-            return 1
-        return int(stop.code or 0)
-    return 0
+    return cli_status(["predict", "--tracking-uri", uri, "--params", "absent.yaml", *args])
 
 
 @pytest.fixture
