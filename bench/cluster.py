@@ -30,7 +30,7 @@ def run_scenarios(project: Path, executor: str, scenarios: list[str], address: s
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["experiments"].update(executor=executor, cache_dir=f".cache/pretrained-{executor}")
     (project / f"params-{executor}.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**environment(), "MLFLOW_TRACKING_URI": f"sqlite:///{project}/mlruns-{executor}/mlflow.db"}
+    env = {**environment(project), "MLFLOW_TRACKING_URI": f"sqlite:///{project}/mlruns-{executor}/mlflow.db"}
     if address:
         env["DASK_SCHEDULER_ADDRESS"] = address
     start = time.perf_counter()
@@ -58,8 +58,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         project = clone(Path(tmp))
         for command in (["crossemo", "demo", "generate", "data/demo"], ["dvc", "add", "-q", "data"]):
-            subprocess.run(command, cwd=project, env=environment(), check=True, capture_output=True)
-        subprocess.run(["dvc", "repro", "features"], cwd=project, env=environment(), check=True, capture_output=True)
+            subprocess.run(command, cwd=project, env=environment(project), check=True, capture_output=True)
+        subprocess.run(
+            ["dvc", "repro", "features"], cwd=project, env=environment(project), check=True, capture_output=True
+        )
         local = run_scenarios(project, "local", scenarios, None)
         print(f"local executor (2 processes):     {local / 60:6.2f} min")
         os.chdir(project)  # the workers' own folder, as a cluster's would be theirs

@@ -26,9 +26,15 @@ REPO = Path(__file__).resolve().parents[1]
 GOAL_MINUTES = 4.0
 
 
-def environment() -> dict[str, str]:
-    # The stages call `crossemo` and `dvc`: this interpreter's environment comes first on PATH.
-    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def environment(project: Path) -> dict[str, str]:
+    """The stages call `crossemo` and `dvc`: this interpreter's environment comes first on PATH, and
+    the clone's own src/ first on PYTHONPATH. Without it the package installed in the environment
+    (the working checkout, editable) would run, whatever revision the clone holds."""
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(project / "src"),
+    }
 
 
 def clone(workdir: Path, workers: int | None = None, rev: str = "HEAD") -> Path:
@@ -46,7 +52,7 @@ def clone(workdir: Path, workers: int | None = None, rev: str = "HEAD") -> Path:
 
 def timed(project: Path, *command: str) -> float:
     start = time.perf_counter()
-    subprocess.run(command, cwd=project, env=environment(), check=True, capture_output=True)
+    subprocess.run(command, cwd=project, env=environment(project), check=True, capture_output=True)
     return time.perf_counter() - start
 
 
@@ -54,7 +60,12 @@ def repro_by_stage(project: Path) -> tuple[dict[str, float], float]:
     """Seconds per stage, from the moments `dvc repro` announces each one, and the whole."""
     stages, current, started = {}, None, time.perf_counter()
     process = subprocess.Popen(
-        ["dvc", "repro"], cwd=project, env=environment(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        ["dvc", "repro"],
+        cwd=project,
+        env=environment(project),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     mark = started
     for line in process.stdout:
