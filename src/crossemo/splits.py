@@ -169,20 +169,26 @@ def normalize(features: np.ndarray, table: pd.DataFrame, split: Split, method: N
     return standardise_groups(features, normalization_groups(table, method))
 
 
-#: A speaker's own statistics need this many utterances; with fewer they are noisy and reflect the few
-#: emotions the speaker happens to express (URDU's talk-show speakers: about 14 utterances, nearly all of
-#: one class, where per-speaker centring would remove the valence itself), so the corpus' are used.
+#: A speaker's own statistics need this many utterances. With fewer they are noisy, and they reflect
+#: the few emotions the speaker happens to express: per-speaker centring would then remove valence
+#: itself. A corpus whose median speaker has fewer (URDU's talk-show speakers: median 4 utterances,
+#: nearly every speaker one class, the largest 80) is standardised on its corpus' statistics as a
+#: whole; elsewhere a speaker below it takes their corpus'. Label-free: it counts utterances only.
 MIN_SPEAKER_ROWS = 30
 
 
 def normalization_groups(table: pd.DataFrame, method: Normalization | str) -> np.ndarray:
-    """Label-free groups standardised together: each corpus, or each speaker with at least
-    MIN_SPEAKER_ROWS utterances (the others with their corpus)."""
+    """Label-free groups standardised together: each corpus, or (speaker) each speaker with at least
+    MIN_SPEAKER_ROWS utterances in a corpus whose median speaker has that many, else the corpus."""
     corpus = table["corpus"].astype(str)
     if Normalization(method) is Normalization.CORPUS:
         return corpus.to_numpy()
     speaker = speaker_keys(table)
-    return speaker.where(speaker.map(speaker.value_counts()) >= MIN_SPEAKER_ROWS, corpus).to_numpy()
+    counts = speaker.value_counts()  # utterances per speaker
+    corpus_of = speaker.str.split("/", n=1).str[0].groupby(speaker).first()  # keys are corpus/speaker
+    median_speaker = corpus.map(counts.groupby(corpus_of[counts.index].to_numpy()).median())
+    on_own = (speaker.map(counts) >= MIN_SPEAKER_ROWS) & (median_speaker >= MIN_SPEAKER_ROWS)
+    return speaker.where(on_own, corpus).to_numpy()
 
 
 def standardise_groups(features: np.ndarray, groups: np.ndarray) -> np.ndarray:
