@@ -113,6 +113,19 @@ def test_speakers_with_few_utterances_are_standardised_with_their_corpus():
     assert list(normalization_groups(table, "corpus")) == list(table["corpus"])
 
 
+def test_a_corpus_of_mostly_small_speakers_keeps_its_statistics_even_for_its_large_ones():
+    def corpus(name, sizes):
+        return pd.DataFrame(
+            {"corpus": name, "speaker": [f"s{i}" for i, n in enumerate(sizes) for _ in range(n)], "valence": "negative"}
+        )
+
+    # u: URDU-like, median speaker 4 utterances, one of 80; e: median 50, one speaker of 10
+    table = pd.concat([corpus("u", [80, 4, 4, 2, 3]), corpus("e", [50, 60, 10])], ignore_index=True)
+    groups = pd.Series(normalization_groups(table, "speaker"))
+    assert set(groups[table["corpus"] == "u"]) == {"u"}
+    assert sorted(set(groups[table["corpus"] == "e"])) == ["e", "e/s0", "e/s1"]  # s2 (10 utterances) takes e's
+
+
 def test_iemocap_two_session_protocol_is_two_fold_over_sessions():
     from crossemo.splits import within_sessions
 
