@@ -230,13 +230,13 @@ def _cmd_evaluate(args) -> None:
     from dataclasses import replace
 
     from .config import corpus_config, feature_settings, load_params
-    from .errors import ConfigError
     from .evaluation import as_markdown, corpus_features, evaluate_corpora, resolve, write_scores
+    from .scoring import output_format
     from .splits import Normalization
     from .tracking import configure
 
-    if args.output and Path(args.output).suffix.lower() not in (".csv", ".json"):
-        raise ConfigError(f"--output {args.output}: give a .csv or .json file")
+    if args.output:
+        output_format(args.output)  # a wrong extension fails before any work
     params = load_params(args.params)
     configs = [corpus_config(params, name) for name in args.corpora]  # an unknown name fails before any work
     configure(args.tracking_uri)

@@ -135,12 +135,7 @@ class ExperimentSettings:
         for name in ("test_only", "train_corpora", "test_corpora"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(getattr(self, name)))
-        refused = sorted(set(self.train_corpora or ()) & set(self.test_only))
-        if refused:
-            raise ConfigError(
-                f"experiments.transfer.train_corpora names {refused}, marked test_only: "
-                "a test-only corpus never contributes a label to training"
-            )
+        refuse_test_only(self.train_corpora or (), self.test_only, "experiments.transfer.train_corpora")
         object.__setattr__(self, "unlabeled", UnlabeledPool(self.unlabeled))
         object.__setattr__(self, "executor", Executor(self.executor))
         for name in ("models", "seeds", "within_protocols", "fractions"):
@@ -159,17 +154,21 @@ def test_only_corpora(params: dict) -> tuple[str, ...]:
     return tuple(name for name, spec in (params.get("corpora") or {}).items() if (spec or {}).get("test_only"))
 
 
-def trainable_corpora(params: dict, names, what: str) -> tuple[str, ...]:
-    """`names` (None: every corpus not test-only), refusing a test-only corpus by name."""
-    test_only = test_only_corpora(params)
-    if names is None:
-        return tuple(c for c in (params.get("corpora") or {}) if c not in test_only)
+def refuse_test_only(names, test_only, what: str) -> None:
     refused = sorted(set(names) & set(test_only))
     if refused:
         raise ConfigError(
             f"{what} names {refused}, marked test_only in params.yaml's corpora: a test-only corpus never "
             "contributes a label to training or model selection; remove it there or unmark it"
         )
+
+
+def trainable_corpora(params: dict, names, what: str) -> tuple[str, ...]:
+    """`names` (None: every corpus not test-only), refusing a test-only corpus by name."""
+    test_only = test_only_corpora(params)
+    if names is None:
+        return tuple(c for c in (params.get("corpora") or {}) if c not in test_only)
+    refuse_test_only(names, test_only, what)
     return tuple(names)
 
 

@@ -21,6 +21,7 @@ from .errors import ConfigError, UserError
 from .features import FeatureSettings, extract_table, labelled_rows
 from .metrics import evaluate
 from .registry import CHAMPION, MODEL_NAME
+from .scoring import output_format
 from .serving import ValencePipeline
 from .splits import Normalization, normalization_groups, standardise_groups
 
@@ -52,9 +53,7 @@ def _registered(uri: str, normalization: Normalization | None) -> EvaluatedModel
     method = normalization or pipeline.normalization
 
     def predict(x: np.ndarray, table: pd.DataFrame) -> np.ndarray:
-        if method is Normalization.TRAIN:
-            return pipeline.model.predict(pipeline.standardise(x))
-        return pipeline.model.predict(standardise_groups(x, normalization_groups(table, method)))
+        return pipeline.model.predict(pipeline.standardise(x, normalization_groups(table, method)))
 
     return EvaluatedModel(f"{uri} ({method} normalisation)", predict, pipeline.features)
 
@@ -126,10 +125,7 @@ def as_markdown(scores: pd.DataFrame) -> str:
 
 
 def write_scores(scores: pd.DataFrame, path: str | Path) -> None:
-    suffix = Path(path).suffix.lower()
-    if suffix == ".json":
+    if output_format(path) == "json":
         Path(path).write_text(json.dumps(scores.to_dict("records"), indent=1))
-    elif suffix == ".csv":
-        scores.to_csv(path, index=False)
     else:
-        raise ConfigError(f"--output {path}: give a .csv or .json file")
+        scores.to_csv(path, index=False)

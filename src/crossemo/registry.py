@@ -43,8 +43,7 @@ def train_pipeline(
     train, val = validation_split(table["valence"].to_numpy(), groups, validation_fraction, seed)
     mean, scale = standardizer(x[train])  # what standardises a lone served utterance
     pipeline = ValencePipeline(features, mean.astype(np.float32), scale, model, Normalization(normalization))
-    trained_alone = pipeline.normalization is Normalization.TRAIN
-    x_all = pipeline.standardise(x, None if trained_alone else normalization_groups(table, pipeline.normalization))
+    x_all = pipeline.standardise(x, normalization_groups(table, pipeline.normalization))
     # A DBN pretrained on an unlabeled pool alone gets the training speakers' rows as that pool (label-free);
     # the validation speakers stay unseen, so the recorded UAR is a held-out one.
     pool = x_all[train] if model.needs_unlabeled_pool else None

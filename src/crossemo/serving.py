@@ -57,7 +57,9 @@ class ValencePipeline:
         self._smile = None
 
     def standardise(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
-        if groups is None or self.normalization is Normalization.TRAIN:
+        """Each group on its own statistics (`crossemo.splits.normalization_groups`); no groups (a
+        lone utterance, or a pipeline trained on the training rows' statistics): mean_ and scale_."""
+        if groups is None:
             return ((x - self.mean_) / self.scale_).astype(np.float32)
         return standardise_groups(x, groups)
 
@@ -70,8 +72,8 @@ class ValencePipeline:
             raise BadAudio(name, "openSMILE found too little voiced speech")
         return values.astype(np.float32)
 
-    def predict_features(self, x: np.ndarray, groups: np.ndarray | None = None) -> pd.DataFrame:
-        normalized = self.standardise(x, groups)
+    def predict_features(self, x: np.ndarray) -> pd.DataFrame:
+        normalized = self.standardise(x)
         proba = self.model.predict_proba(normalized)
         return pd.DataFrame(
             {"valence": self.model.predict(normalized), "p_negative": proba[:, 0], "p_positive": proba[:, 1]}

@@ -177,15 +177,19 @@ def normalize(features: np.ndarray, table: pd.DataFrame, split: Split, method: N
 MIN_SPEAKER_ROWS = 30
 
 
-def normalization_groups(table: pd.DataFrame, method: Normalization | str) -> np.ndarray:
+def normalization_groups(table: pd.DataFrame, method: Normalization | str) -> np.ndarray | None:
     """Label-free groups standardised together: each corpus, or (speaker) each speaker with at least
-    MIN_SPEAKER_ROWS utterances in a corpus whose median speaker has that many, else the corpus."""
+    MIN_SPEAKER_ROWS utterances in a corpus whose median speaker has that many, else the corpus.
+    None for `train`: no group of its own, the training rows' statistics."""
+    method = Normalization(method)
+    if method is Normalization.TRAIN:
+        return None
     corpus = table["corpus"].astype(str)
-    if Normalization(method) is Normalization.CORPUS:
+    if method is Normalization.CORPUS:
         return corpus.to_numpy()
     speaker = speaker_keys(table)
     counts = speaker.value_counts()  # utterances per speaker
-    corpus_of = speaker.str.split("/", n=1).str[0].groupby(speaker).first()  # keys are corpus/speaker
+    corpus_of = corpus.groupby(speaker).first()
     median_speaker = corpus.map(counts.groupby(corpus_of[counts.index].to_numpy()).median())
     on_own = (speaker.map(counts) >= MIN_SPEAKER_ROWS) & (median_speaker >= MIN_SPEAKER_ROWS)
     return speaker.where(on_own, corpus).to_numpy()
