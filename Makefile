@@ -26,8 +26,10 @@ demo: $(STAMP)
 	$(BIN)/dvc status
 
 # Run the whole test suite (style first: ruff lint and format, as configured in pyproject.toml).
+# Two pytest processes, one test file each at a time (module fixtures, such as test_pipeline's
+# demo project, are built once): much of the suite waits on servers and subprocesses.
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

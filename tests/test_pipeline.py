@@ -52,7 +52,10 @@ def project(tmp_path_factory) -> Path:
         "pretrain": {"epochs": 2, "batch_size": 128},
         "finetune": {"max_epochs": 4, "batch_size": 128},
     }
-    params["experiments"].update(models=["dbn_tiny", "svm"], seeds=[0, 1], log_models=False)
+    # One worker: the stages' fits are tiny, and two worker processes would each import torch and
+    # Lightning again per stage. Not a stage dependency (results do not depend on it); the killed-stage
+    # test runs its stage with two, and tests/test_experiments.py compares one worker with two.
+    params["experiments"].update(models=["dbn_tiny", "svm"], seeds=[0, 1], log_models=False, workers=1)
     params["experiments"]["within"]["speaker_folds"] = 2
     params["experiments"]["target_fraction"]["fractions"] = [0.5]
     params["experiments"]["transfer"].update(train_corpora=["savee"], test_corpora=["emovo"])
@@ -127,6 +130,10 @@ def test_changing_one_corpus_setting_reruns_that_corpus_alone(project):
 
 def test_a_stage_killed_midway_leaves_no_partial_results_nor_running_runs_and_reruns_the_same(project):
     before = pd.read_parquet(project / "results/leave_one_out.parquet")
+    original = (project / "params.yaml").read_text()
+    with_workers = yaml.safe_load(original)
+    with_workers["experiments"]["workers"] = 2  # worker processes too must close their runs when killed
+    (project / "params.yaml").write_text(yaml.safe_dump(with_workers, sort_keys=False))
     process = subprocess.Popen(
         ["dvc", "repro", "-f", "experiment@leave_one_out"],
         cwd=project,
@@ -158,6 +165,7 @@ def test_a_stage_killed_midway_leaves_no_partial_results_nor_running_runs_and_re
     assert not (runs["status"] == "RUNNING").any()
     assert (runs["status"] == "KILLED").any()
     run(project, "dvc", "repro")
+    (project / "params.yaml").write_text(original)
     after = pd.read_parquet(partial)
     columns = ["model", "source", "target", "seed", "accuracy", "uar", "macro_f1", "confusion"]
     pd.testing.assert_frame_equal(before[columns], after[columns])
