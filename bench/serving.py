@@ -141,7 +141,7 @@ def main() -> None:
         files = speech_files(args.batch, tmp)
         one = [{"audio_base64": base64.b64encode(files[0].read_bytes()).decode()}]
         batch = [{"audio_base64": base64.b64encode(f.read_bytes()).decode()} for f in files]
-        features = [dict(zip(feature_names(), map(float, pipeline.egemaps(str(files[0]), "x"))))]
+        features = [dict(zip(feature_names(), map(float, pipeline.audio_features(str(files[0]), "x"))))]
         local = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
         process, url = start_server(uri, tmp)
         try:

@@ -26,7 +26,7 @@ def damage(path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["truncated", "flipped", "empty"])
 def test_a_damaged_feature_entry_is_reported_removed_and_not_used(tmp_path, caplog, how):
-    cache = FeatureCache(tmp_path, "settings")
+    cache = FeatureCache(tmp_path, "settings", len(feature_names()))
     values = np.linspace(-1, 1, len(feature_names()), dtype=np.float32)
     cache.put("ab12", values)
     np.testing.assert_array_equal(cache.get("ab12"), values)

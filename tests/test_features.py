@@ -1,4 +1,4 @@
-"""eGeMAPS extraction: bad files named, one rate for every input, one channel, per-file cache."""
+"""openSMILE extraction (eGeMAPS by default): bad files named, one rate for every input, one channel, per-file cache."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ import pytest
 
 from crossemo.audio import BadAudio, read_utterance
 from crossemo.demo import write_wav
-from crossemo.features import FeatureCache, FeatureSettings, extract, extract_table, feature_names
+from crossemo.errors import ConfigError
+from crossemo.features import (
+    FeatureCache,
+    FeatureSettings,
+    extract,
+    extract_table,
+    feature_columns,
+    feature_names,
+    labelled_rows,
+)
 
 from .conftest import tone
 
@@ -81,13 +90,13 @@ def test_sample_rate_and_channel_count_do_not_change_the_features(tmp_path):
 def test_cache_is_keyed_by_content_and_settings_and_is_read_back(tmp_path):
     path = tone(tmp_path / "a.wav", seconds=1.0)
     first, _ = extract([path], settings(tmp_path))
-    cache = FeatureCache(tmp_path / "cache", settings(tmp_path).fingerprint())
+    cache = FeatureCache(tmp_path / "cache", settings(tmp_path).fingerprint(), 88)
     key = cache.key(path)
     assert np.array_equal(cache.get(key), first[0])
     cache.put(key, np.full(88, 7.0, dtype=np.float32))  # a warm run must read this, not recompute
     again, _ = extract([path], settings(tmp_path))
     assert (again[0] == 7.0).all()
-    other = FeatureCache(tmp_path / "cache", settings(tmp_path, sampling_rate=8000).fingerprint())
+    other = FeatureCache(tmp_path / "cache", settings(tmp_path, sampling_rate=8000).fingerprint(), 88)
     assert other.key(path) != key and other.get(other.key(path)) is None
     tone(path, seconds=1.0, f0=220)  # new content: a new key
     assert cache.key(path) != key
@@ -105,3 +114,25 @@ def test_settings_reject_bad_values():
         FeatureSettings(on_bad_audio="ignore")
     with pytest.raises(ValueError, match="workers"):
         FeatureSettings(workers=0)
+
+
+@pytest.mark.parametrize(("feature_set", "n", "first"), [("emobase", 988, "pcm_intensity_sma_max")])
+def test_another_feature_set_gives_its_own_columns_and_cache_entries(tmp_path, feature_set, n, first):
+    tone(tmp_path / "a.wav", seconds=1.0)
+    table = pd.DataFrame({"path": ["a.wav"], "speaker": "s", "valence": "positive"})
+    egemaps, _ = extract_table(table, tmp_path, settings(tmp_path))
+    other, _ = extract_table(table, tmp_path, settings(tmp_path, feature_set=feature_set))
+    assert other.shape[1] == 3 + n and other.columns[3] == first
+    assert feature_columns(other) == feature_names(feature_set) and len(feature_columns(egemaps)) == 88
+    assert labelled_rows(other)[1].shape == (1, n)
+    # one cache folder serves both sets: each entry is keyed by its set, never read for the other
+    assert settings(tmp_path).fingerprint() != settings(tmp_path, feature_set=feature_set).fingerprint()
+    again, _ = extract_table(table, tmp_path, settings(tmp_path))
+    pd.testing.assert_frame_equal(again, egemaps)
+
+
+def test_an_unknown_feature_set_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match=r"features.feature_set is 'GeMAPS'; use one of eGeMAPSv02, emobase"):
+        FeatureSettings(feature_set="GeMAPS")
+    with pytest.raises(ConfigError, match="none of the openSMILE sets"):
+        feature_columns(pd.DataFrame({"path": ["a.wav"], "speaker": ["s"]}))

@@ -344,3 +344,23 @@ def test_bodies_over_the_cap_get_413_declared_or_chunked(server, store):
     assert response.status_code == 413
     features = store["table"][feature_names()].head(1).astype(float).to_dict("records")
     assert ask(server, features).status_code == 200
+
+
+def test_a_pipeline_made_with_another_feature_set_asks_for_and_extracts_that_set(tmp_path):
+    from mlflow.exceptions import MlflowException
+
+    from crossemo.serving import ValencePipeline, rows_to_features, signature
+
+    names = feature_names("emobase")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, len(names))).astype(np.float32), np.repeat(["negative", "positive"], 20)
+    model = SVMValence().fit(x, y, groups=np.arange(40) % 4)
+    pipeline = ValencePipeline(FeatureSettings(feature_set="emobase"), np.zeros(len(names)), np.ones(len(names)), model)
+    assert [c.name for c in signature("emobase").inputs][2:] == names
+    with pytest.raises(MlflowException, match="988 emobase columns"):  # eGeMAPS columns are not this model's
+        rows_to_features(pipeline, pd.DataFrame([dict.fromkeys(feature_names()[:3], 1.0)]))
+    row = pd.DataFrame([dict(zip(names, x[0].astype(float)))])
+    assert np.array_equal(rows_to_features(pipeline, row), x[:1])
+    audio = base64.b64encode(wav_bytes(1.0)).decode()
+    assert rows_to_features(pipeline, pd.DataFrame([{"audio_base64": audio}])).shape == (1, len(names))
+    assert pipeline.predict_features(x[:2])["valence"].isin(["negative", "positive"]).all()

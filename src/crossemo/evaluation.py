@@ -2,7 +2,7 @@
 confusion per corpus, for the registered champion, any registered version, or an experiment run's model.
 
 A corpus is any entry of params.yaml's corpora: (every loader, CSV manifests included); its table
-and eGeMAPS features are made as the pipeline makes them (the per-file feature cache included).
+and features are made as the pipeline makes them (the per-file feature cache included).
 """
 
 from __future__ import annotations
@@ -85,9 +85,10 @@ def _experiment_run(run_id: str, normalization: Normalization | None) -> Evaluat
 
 
 def corpus_features(config, settings: FeatureSettings, progress: bool = True) -> pd.DataFrame:
-    """One corpus' labelled eGeMAPS table, as the table and features stages make it."""
+    """One corpus' labelled feature table, as the table and features stages make it."""
     table = load_corpus(config.loader, config.root, valence=config.valence, corpus=config.name, **config.options)
-    features, _ = extract_table(table, config.root, settings, progress=f"eGeMAPS {config.name}" if progress else None)
+    label = f"{settings.feature_set} {config.name}" if progress else None
+    features, _ = extract_table(table, config.root, settings, progress=label)
     return features
 
 

@@ -1,4 +1,5 @@
-"""openSMILE eGeMAPSv02 functionals (88 per utterance), cached per file, on several cores."""
+"""openSMILE functionals per utterance (eGeMAPSv02, 88, by default; emobase; ComParE_2016), cached per
+file, on several cores."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+class FeatureSet(StrEnum):
+    """The openSMILE functionals `features.feature_set` may name (openSMILE's own names)."""
+
+    EGEMAPS = "eGeMAPSv02"  # 88: the paper's set, and the field's minimal standard
+    EMOBASE = "emobase"  # 988
+    COMPARE = "ComParE_2016"  # 6373: the INTERSPEECH Computational Paralinguistics challenge set
+
+
 class OnBadAudio(StrEnum):
     STOP = "stop"  # fail the run, naming every bad file
     SKIP = "skip"  # leave the file out and list it in the rejection report
@@ -37,9 +46,14 @@ class FeatureSettings:
     workers: int = 2
     cache_dir: str = ".cache/egemaps"
     max_duration: float | None = None  # seconds; longer files are refused from their header (scoring)
+    feature_set: FeatureSet = FeatureSet.EGEMAPS
 
     def __post_init__(self):
         object.__setattr__(self, "on_bad_audio", OnBadAudio(self.on_bad_audio))
+        if self.feature_set not in set(FeatureSet):
+            choices = ", ".join(FeatureSet)
+            raise ConfigError(f"features.feature_set is {self.feature_set!r}; use one of {choices}")
+        object.__setattr__(self, "feature_set", FeatureSet(self.feature_set))
         if self.workers < 1:
             raise ConfigError(f"features.workers must be at least 1, not {self.workers}")
 
@@ -48,37 +62,49 @@ class FeatureSettings:
         keys = {
             "sampling_rate": self.sampling_rate,
             "channel": self.channel,
-            "feature_set": "eGeMAPSv02",
+            "feature_set": str(self.feature_set),
             "opensmile": opensmile.__version__,
         }
         return json.dumps(keys, sort_keys=True)
 
 
 @functools.cache
-def _feature_names() -> tuple[str, ...]:
-    return tuple(_smile(16000).feature_names)
+def _feature_names(feature_set: FeatureSet) -> tuple[str, ...]:
+    return tuple(_smile(16000, feature_set).feature_names)
 
 
-def feature_names() -> list[str]:
-    """openSMILE's own 88 column names, in its order (a fresh list: callers may not change the original)."""
-    return list(_feature_names())
+def feature_names(feature_set: FeatureSet = FeatureSet.EGEMAPS) -> list[str]:
+    """openSMILE's own column names for the set, in its order (a fresh list: callers may not change
+    the original)."""
+    return list(_feature_names(FeatureSet(feature_set)))
+
+
+def table_feature_set(table: pd.DataFrame) -> FeatureSet:
+    """The set a feature table was made with, known by its columns (the sets share no name)."""
+    for feature_set in FeatureSet:
+        if feature_names(feature_set)[0] in table.columns:
+            return feature_set
+    raise ConfigError(f"the table holds none of the openSMILE sets' columns ({', '.join(FeatureSet)})")
 
 
 def feature_columns(table: pd.DataFrame) -> list[str]:
-    """The eGeMAPS columns a feature table holds, in openSMILE's order."""
-    return [c for c in feature_names() if c in table.columns]
+    """The feature columns a table holds, in openSMILE's order."""
+    return [c for c in feature_names(table_feature_set(table)) if c in table.columns]
 
 
 def labelled_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """The rows with a valence label (not 'excluded'), re-indexed, and their eGeMAPS values as float32:
+    """The rows with a valence label (not 'excluded'), re-indexed, and their feature values as float32:
     what every fit starts from."""
     table = table[table["valence"] != "excluded"].reset_index(drop=True)
     return table, table[feature_columns(table)].to_numpy(np.float32)
 
 
-def _smile(sampling_rate: int) -> opensmile.Smile:
+def _smile(sampling_rate: int, feature_set: FeatureSet = FeatureSet.EGEMAPS) -> opensmile.Smile:
     return opensmile.Smile(
-        opensmile.FeatureSet.eGeMAPSv02, opensmile.FeatureLevel.Functionals, sampling_rate=sampling_rate, resample=True
+        opensmile.FeatureSet[feature_set.value],
+        opensmile.FeatureLevel.Functionals,
+        sampling_rate=sampling_rate,
+        resample=True,
     )
 
 
@@ -86,8 +112,8 @@ class FeatureCache:
     """One checksummed file per (file content, settings): a rerun or an added corpus computes only
     what is new, and a damaged entry is recomputed, never used."""
 
-    def __init__(self, directory: str | Path, fingerprint: str):
-        self.directory, self.fingerprint = Path(directory), fingerprint
+    def __init__(self, directory: str | Path, fingerprint: str, n_features: int):
+        self.directory, self.fingerprint, self.n_features = Path(directory), fingerprint, n_features
 
     def key(self, path: Path) -> str:
         digest = hashlib.sha1(self.fingerprint.encode())
@@ -103,8 +129,8 @@ class FeatureCache:
         if payload is None:
             return None
         values = np.frombuffer(payload, dtype=np.float32)
-        if values.shape != (len(feature_names()),) or not np.isfinite(values).all():
-            discard(file, f"not {len(feature_names())} finite features")
+        if values.shape != (self.n_features,) or not np.isfinite(values).all():
+            discard(file, f"not {self.n_features} finite features")
             return None
         return values.copy()
 
@@ -118,8 +144,9 @@ _WORKER: dict = {}
 def _init_worker(settings: FeatureSettings) -> None:
     # One Smile per process: building it costs more than extracting one short utterance.
     _WORKER["settings"] = settings
-    _WORKER["smile"] = _smile(settings.sampling_rate)
-    _WORKER["cache"] = FeatureCache(settings.cache_dir, settings.fingerprint())
+    _WORKER["smile"] = _smile(settings.sampling_rate, settings.feature_set)
+    n_features = len(feature_names(settings.feature_set))
+    _WORKER["cache"] = FeatureCache(settings.cache_dir, settings.fingerprint(), n_features)
 
 
 def _extract_one(path: str) -> tuple[np.ndarray | None, str | None]:
@@ -151,7 +178,7 @@ def extract(
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Features for each path (rows of NaN where bad) and {index: reason} for the bad ones;
     `progress` is the progress bar's label (None: no bar)."""
-    n_features = len(feature_names())
+    n_features = len(feature_names(settings.feature_set))
     out = np.full((len(paths), n_features), np.nan, dtype=np.float32)
     bad: dict[int, str] = {}
     jobs = [str(p) for p in paths]
@@ -171,7 +198,7 @@ def extract(
 def extract_table(
     table: pd.DataFrame, root: Path, settings: FeatureSettings, progress: str = "eGeMAPS"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(table joined with the 88 features, rejected files with reasons). Raises on bad files under `stop`."""
+    """(table joined with the features, rejected files with reasons). Raises on bad files under `stop`."""
     paths = [Path(root) / p for p in table["path"]]
     values, bad = extract(paths, settings, progress)
     rejected = pd.DataFrame(
@@ -186,5 +213,5 @@ def extract_table(
         )
     keep = np.ones(len(table), dtype=bool)
     keep[list(bad)] = False
-    features = pd.DataFrame(values[keep], columns=feature_names(), index=table.index[keep])
+    features = pd.DataFrame(values[keep], columns=feature_names(settings.feature_set), index=table.index[keep])
     return pd.concat([table[keep], features], axis=1).reset_index(drop=True), rejected

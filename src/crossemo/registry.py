@@ -95,7 +95,7 @@ def register(
                 name="model",
                 python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                 artifacts={"pipeline": str(Path(tmp) / "pipeline.joblib")},
-                signature=signature(),
+                signature=signature(pipeline.features.feature_set),
                 input_example=example,
                 model_config={"model_version": version},
                 registered_model_name=name,

@@ -51,15 +51,15 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
 def score_files(model, files: list[Path], features: FeatureSettings, progress: bool = True) -> pd.DataFrame:
     """One row per file, in order: the model's answer, or empty answer fields and the reason.
 
-    `model` is a loaded crossemo pyfunc model; it is given the eGeMAPS columns of the good files."""
+    `model` is a loaded crossemo pyfunc model; it is given the good files' features, extracted with the
+    model's own settings (`features`: its feature set included)."""
     features = replace(features, max_duration=MAX_SECONDS)
-    values, bad = extract(files, features, progress="eGeMAPS" if progress else None)
+    values, bad = extract(files, features, progress=str(features.feature_set) if progress else None)
     good = [i for i in range(len(files)) if i not in bad]
     scored = pd.DataFrame(columns=ANSWER_COLUMNS[1:5], index=good)
     if good:
-        scored = model.predict(pd.DataFrame(values[good].astype("float64"), columns=feature_names())).set_index(
-            pd.Index(good)
-        )
+        columns = feature_names(features.feature_set)
+        scored = model.predict(pd.DataFrame(values[good].astype("float64"), columns=columns)).set_index(pd.Index(good))
     answer = scored.reindex(range(len(files)))  # bad files: empty answer fields
     answer.insert(0, "file", [str(f) for f in files])
     answer["error"] = [bad.get(i) for i in range(len(files))]

@@ -1,4 +1,4 @@
-"""The served model: raw audio (or eGeMAPS features) -> features -> normalisation -> network -> valence.
+"""The served model: raw audio (or openSMILE features) -> features -> normalisation -> network -> valence.
 
 `ValencePipeline` holds everything needed from audio to answer; `ValencePyfunc` wraps it as an
 MLflow pyfunc model. Bad inputs raise MlflowException with INVALID_PARAMETER_VALUE, which the
@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from .audio import BadAudio, read_utterance
-from .features import FeatureSettings, _smile, feature_names
+from .features import FeatureSet, FeatureSettings, _smile, feature_names
 from .models import ValenceModel
 from .splits import Normalization, standardise_groups
 
@@ -63,10 +63,15 @@ class ValencePipeline:
             return ((x - self.mean_) / self.scale_).astype(np.float32)
         return standardise_groups(x, groups)
 
-    def egemaps(self, source, name: str) -> np.ndarray:
+    @property
+    def feature_names(self) -> list[str]:
+        """The columns the model was trained on: its feature set's, in openSMILE's order."""
+        return feature_names(self.features.feature_set)
+
+    def audio_features(self, source, name: str) -> np.ndarray:
         utterance = read_utterance(source, self.features.channel, self.features.min_duration, MAX_AUDIO_SECONDS, name)
         if self._smile is None:
-            self._smile = _smile(self.features.sampling_rate)
+            self._smile = _smile(self.features.sampling_rate, self.features.feature_set)
         values = self._smile.process_signal(utterance.signal, utterance.sampling_rate).to_numpy()[0]
         if np.isnan(values).any():
             raise BadAudio(name, "openSMILE found too little voiced speech")
@@ -85,13 +90,13 @@ def _bad(message: str) -> MlflowException:
 
 
 def rows_to_features(pipeline: ValencePipeline, frame: pd.DataFrame) -> np.ndarray:
-    """One eGeMAPS vector per row, from whichever input the row carries; errors name the row."""
-    names = feature_names()
+    """One feature vector per row, from whichever input the row carries; errors name the row."""
+    names = pipeline.feature_names
     known = set(AUDIO_COLUMNS) | set(names)
     if not known & set(frame.columns):
         # MLflow drops columns outside the signature before the model sees them.
         raise _bad(
-            "missing columns: send audio_base64 (a base64 WAV), audio_path, or the 88 eGeMAPS columns by "
+            f"missing columns: send audio_base64 (a base64 WAV), audio_path, or the {_columns(pipeline)} by "
             "openSMILE's names; unknown columns are ignored"
         )
     if len(frame) == 0:
@@ -105,16 +110,16 @@ def rows_to_features(pipeline: ValencePipeline, frame: pd.DataFrame) -> np.ndarr
         b64, path = row.get("audio_base64"), row.get("audio_path")
         try:
             if isinstance(b64, str) and b64:
-                out[i] = pipeline.egemaps(io.BytesIO(_decode(b64, i)), f"row {i} (audio_base64)")
+                out[i] = pipeline.audio_features(io.BytesIO(_decode(b64, i)), f"row {i} (audio_base64)")
             elif isinstance(path, str) and path:
-                out[i] = pipeline.egemaps(allowed_path(path, i), f"row {i} ({path})")
+                out[i] = pipeline.audio_features(allowed_path(path, i), f"row {i} ({path})")
             elif len(present) == len(names):
-                out[i] = _feature_row(row, names, i)
+                out[i] = _feature_row(row, names, i, _columns(pipeline))
             else:
                 missing = [c for c in names if c not in present or pd.isna(row.get(c))]
                 raise _bad(
-                    f"row {i}: missing columns: give audio_base64 (a base64 WAV), audio_path, or all 88 "
-                    f"eGeMAPS columns by openSMILE's names ({len(missing)} missing, e.g. {missing[0]}); "
+                    f"row {i}: missing columns: give audio_base64 (a base64 WAV), audio_path, or all "
+                    f"{_columns(pipeline)} by openSMILE's names ({len(missing)} missing, e.g. {missing[0]}); "
                     "columns outside the model's signature are ignored"
                 )
         except BadAudio as bad:
@@ -132,15 +137,19 @@ def _check_request_size(frame: pd.DataFrame) -> None:
             )
 
 
-def _feature_row(row: dict, names: list[str], i: int) -> np.ndarray:
-    """The 88 eGeMAPS values of a row: numbers, finite, or a 400 naming the row and the column."""
+def _columns(pipeline: ValencePipeline) -> str:
+    return f"{len(pipeline.feature_names)} {pipeline.features.feature_set} columns"
+
+
+def _feature_row(row: dict, names: list[str], i: int, columns: str) -> np.ndarray:
+    """The feature values of a row: numbers, finite, or a 400 naming the row and the column."""
     values = np.empty(len(names), dtype=np.float64)
     for j, name in enumerate(names):
         value = row[name]
         if value is None or (isinstance(value, float) and np.isnan(value)):
             raise _bad(
-                f"row {i}: missing columns: give audio_base64 (a base64 WAV), audio_path, or all 88 "
-                f"eGeMAPS columns by openSMILE's names (e.g. {name} is empty); columns outside the "
+                f"row {i}: missing columns: give audio_base64 (a base64 WAV), audio_path, or all "
+                f"{columns} by openSMILE's names (e.g. {name} is empty); columns outside the "
                 "model's signature are ignored"
             )
         if isinstance(value, (bool, str, bytes)) or not isinstance(value, (int, float, np.number)):
@@ -199,12 +208,12 @@ class ValencePyfunc(mlflow.pyfunc.PythonModel):
         return answer
 
 
-def signature():
+def signature(feature_set: FeatureSet = FeatureSet.EGEMAPS):
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
     inputs = [ColSpec("string", c, required=False) for c in AUDIO_COLUMNS]
-    inputs += [ColSpec("double", c, required=False) for c in feature_names()]
+    inputs += [ColSpec("double", c, required=False) for c in feature_names(feature_set)]
     outputs = [
         ColSpec("string", "valence"),
         ColSpec("double", "p_negative"),
