@@ -45,3 +45,27 @@ def test_grouped_search_picks_c_and_gamma_from_its_grid_on_training_speakers_onl
     assert (model.C_, model.gamma_) != (0.01, 0.001)
     svm = model.svm_.calibrated_classifiers_[0].estimator
     assert (svm.C, svm.gamma, svm.class_weight) == (model.C_, model.gamma_, "balanced")
+
+
+def test_dbn_features_svm_decides_by_its_balanced_svm_on_the_stack_a_dbn_shares(tmp_path):
+    import pickle
+
+    import torch
+
+    from crossemo.models import DBNFeatureSVM, DBNValence
+    from crossemo.stacks import StackCache
+
+    x, y, speakers = imbalanced(seed=3, shift=1.5)
+    stacks = StackCache(tmp_path)
+    pretraining = dict(hidden=(12,), pretrain={"epochs": 3, "batch_size": 32}, pretrain_data="unlabeled", seed=1)
+    dbn = DBNValence(**pretraining, finetune={"max_epochs": 2}, stack_store=stacks)
+    dbn.fit(x[:300], y[:300], groups=speakers[:300], unlabeled=x)
+    model = DBNFeatureSVM(**pretraining, stack_store=stacks).fit(x[:300], y[:300], unlabeled=x)
+    assert len(list(tmp_path.rglob("*.stack"))) == 1  # one stack for the two models: the same key
+    torch.testing.assert_close(model.extractor_.layers[0].weight, dbn.stack_.layers[0].weight)
+    top = model.extractor_.transform(torch.from_numpy(x[300:])).numpy()
+    svm = model.svm_.calibrated_classifiers_[0].estimator
+    assert svm.class_weight == "balanced" and svm.n_features_in_ == 12  # the stack's units, not the features
+    np.testing.assert_array_equal(model.predict(x[300:]), model.classes_[svm.predict(top)])
+    again = pickle.loads(pickle.dumps(model))  # the stack travels with the model: served without the store
+    np.testing.assert_array_equal(again.predict_proba(x[300:]), model.predict_proba(x[300:]))

@@ -12,7 +12,7 @@ from enum import StrEnum
 import numpy as np
 import torch
 
-from .baselines import GroupTunedSVMValence, SparseAutoencoderSVM, SVMValence
+from .baselines import GroupTunedSVMValence, SparseAutoencoderSVM, SVMValence, balanced_decisions, calibrated_svm
 from .dbn import FeedForward, FinetuneSettings, PretrainSettings, RBMStack, finetune, pretrain_stack
 from .errors import ConfigError
 from .estimator import ValenceModel
@@ -170,6 +170,42 @@ class DBNValence(FineTunedNet):
     _not_pickled = ("stack_",)
 
 
+class DBNFeatureSVM(DBNValence):
+    """The paper's baseline with the DBN in the sparse autoencoder's place: the pretrained RBM stack
+    (no label seen) turns the features into its top layer's probabilities, on which the class-balanced
+    SVM decides, as `svm` does on the features themselves. With the hidden sizes, pretraining
+    settings and seed of a DBN, it uses that DBN's stacks (same key in the stack store)."""
+
+    RUNTIME = frozenset({"logger", "stack_store", "progress"})
+
+    def __init__(
+        self,
+        hidden=(512, 512),
+        pretrain: PretrainSettings | dict | None = None,
+        pretrain_data: str = "unlabeled",
+        C: float = 1.0,
+        seed: int = 0,
+        progress: bool = False,
+        logger=None,
+        stack_store: StackCache | ArtifactStackStore | None = None,
+    ):
+        super().__init__(hidden, pretrain, None, pretrain_data, 1, seed, progress, logger, stack_store)
+        self.C = C
+
+    def _fit(self, x, y, groups, unlabeled):
+        self.extractor_ = self._stack(self._pretraining_rows(x, unlabeled), held_out=None)
+        self.svm_ = calibrated_svm(C=self.C, seed=self.seed).fit(self._represent(x), y)
+
+    def _represent(self, x: np.ndarray) -> np.ndarray:
+        return self.extractor_.transform(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+    def _proba(self, x):
+        return self.svm_.predict_proba(self._represent(x))
+
+    def _decide(self, x):
+        return balanced_decisions(self.svm_, self._represent(x))
+
+
 class FeedForwardValence(FineTunedNet):
     """The same network and fine-tuning without pretraining: does pretraining help?"""
 
@@ -187,6 +223,7 @@ MODELS: dict[str, type[ValenceModel]] = {
     "svm": SVMValence,
     "svm_cv": GroupTunedSVMValence,
     "sae_svm": SparseAutoencoderSVM,
+    "dbn_svm": DBNFeatureSVM,
 }
 
 
