@@ -364,3 +364,10 @@ def test_a_pipeline_made_with_another_feature_set_asks_for_and_extracts_that_set
     audio = base64.b64encode(wav_bytes(1.0)).decode()
     assert rows_to_features(pipeline, pd.DataFrame([{"audio_base64": audio}])).shape == (1, len(names))
     assert pipeline.predict_features(x[:2])["valence"].isin(["negative", "positive"]).all()
+
+
+def test_a_pipeline_is_not_trained_on_tables_of_another_feature_set_than_it_would_serve():
+    from crossemo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="hold eGeMAPSv02 features but features.feature_set is emobase"):
+        train_pipeline(feature_table(), SVMValence(), FeatureSettings(feature_set="emobase"))

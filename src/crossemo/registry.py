@@ -17,7 +17,8 @@ import torch
 from mlflow import MlflowClient
 
 from . import tracking
-from .features import FeatureSettings, labelled_rows
+from .errors import ConfigError
+from .features import FeatureSettings, labelled_rows, table_feature_set
 from .metrics import evaluate
 from .serving import ValencePipeline, signature
 from .splits import Normalization, normalization_groups, speaker_keys, standardizer, validation_split
@@ -38,6 +39,12 @@ def train_pipeline(
     """Fit on some speakers; the UAR on the held-out speakers is the recorded validation metric.
     `normalization` standardises the rows as the experiments do (train: the training rows' statistics;
     corpus / speaker: each group's own, label-free)."""
+    made_with = table_feature_set(table)
+    if made_with is not features.feature_set:  # the served model would extract another set than it learned
+        raise ConfigError(
+            f"the feature tables hold {made_with} features but features.feature_set is {features.feature_set}: "
+            "run `dvc repro` to remake them, or set features.feature_set back"
+        )
     table, x = labelled_rows(table)
     groups = speaker_keys(table).to_numpy()
     train, val = validation_split(table["valence"].to_numpy(), groups, validation_fraction, seed)
