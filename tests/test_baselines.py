@@ -1,6 +1,7 @@
 """The SVM baselines decide as the field's class-balanced SVM does, whatever their probabilities say."""
 
 import numpy as np
+import pytest
 from sklearn.svm import SVC
 
 from crossemo.baselines import GroupTunedSVMValence, SparseAutoencoderSVM, SVMValence
@@ -38,13 +39,25 @@ def test_sparse_autoencoder_svm_decides_by_its_balanced_svm_too():
 
 def test_grouped_search_picks_c_and_gamma_from_its_grid_on_training_speakers_only():
     x, y, speakers = imbalanced(seed=2, shift=1.5)
-    model = GroupTunedSVMValence(C_grid=(0.01, 10.0), gamma_grid=(0.001, 0.1), folds=4)
+    model = GroupTunedSVMValence(C_grid=(0.01, 10.0), gamma_scale_grid=(0.01, 1.0), folds=4)
     model.fit(x[:300], y[:300], groups=speakers[:300])
-    assert model.C_ in (0.01, 10.0) and model.gamma_ in (0.001, 0.1)
-    # C=0.01 with gamma=0.001 is nearly constant: the search must have preferred a working pair
-    assert (model.C_, model.gamma_) != (0.01, 0.001)
+    scale = 1 / (x.shape[1] * x[:300].var())  # sklearn's gamma="scale" on the training rows
+    assert model.C_ in (0.01, 10.0) and min(abs(model.gamma_ - m * scale) for m in (0.01, 1.0)) < 1e-9
+    # C=0.01 with the smallest gamma is nearly constant: the search must have preferred a working pair
+    assert (model.C_, round(model.gamma_ / scale, 6)) != (0.01, 0.01)
     svm = model.svm_.calibrated_classifiers_[0].estimator
     assert (svm.C, svm.gamma, svm.class_weight) == (model.C_, model.gamma_, "balanced")
+
+
+def test_the_gamma_grid_follows_the_feature_count_so_wide_feature_sets_still_work():
+    x, y, speakers = imbalanced(seed=4, shift=1.5)
+    wide = np.hstack([x] * 100)  # 600 columns, as a larger openSMILE set widens the input
+    narrow_model = GroupTunedSVMValence(folds=4).fit(x[:300], y[:300], groups=speakers[:300])
+    wide_model = GroupTunedSVMValence(folds=4).fit(wide[:300], y[:300], groups=speakers[:300])
+    assert wide_model.gamma_ == pytest.approx(narrow_model.gamma_ / 100)  # the same kernel on copied columns
+    predicted = wide_model.predict(wide[300:])
+    recalls = [np.mean(predicted[y[300:] == c] == c) for c in ("negative", "positive")]
+    assert min(recalls) > 0.5  # both classes recognised, not a constant answer
 
 
 def test_dbn_features_svm_decides_by_its_balanced_svm_on_the_stack_a_dbn_shares(tmp_path):

@@ -200,7 +200,7 @@ def test_validation_split_is_speaker_disjoint():
     "name,params",
     [
         ("svm", {}),
-        ("svm_cv", {"C_grid": (0.1, 1.0), "gamma_grid": (0.01, 0.1), "folds": 3}),
+        ("svm_cv", {"C_grid": (0.1, 1.0), "gamma_scale_grid": (0.3, 3.0), "folds": 3}),
         ("sae_svm", {"hidden": 16, "epochs": 20}),
         ("dbn_svm", {"hidden": (16,), "pretrain": {"epochs": 10, "batch_size": 32, "learning_rate": 0.01}}),
         ("mlp", {"hidden": (16,), "finetune": {"max_epochs": 30, "learning_rate": 0.01}}),
