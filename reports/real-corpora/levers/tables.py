@@ -39,21 +39,42 @@ def hybrid() -> str:
     return mean_uar(runs, ["model"]).to_markdown() + "\n\n" + per_cell(runs, ["model"]).to_markdown()
 
 
-def feature_sets() -> str:
-    """Each model on each feature set, seed 0 (the study's seed-0 runs are the eGeMAPS column)."""
+def svm_cv_grid() -> str:
+    """svm_cv with gamma in multiples of sklearn's "scale" (3 seeds) beside the study's absolute grid."""
     study = results(STUDY)
-    frames = [study[(study["seed"] == 0) & study["scenario"].isin(["leave_one_out", "transfer"])].assign(
-        features="eGeMAPSv02"
-    )]
-    for name in ("emobase", "ComParE_2016"):
-        if any(HERE.glob(f"{name}_*.parquet")):
-            frames.append(results(HERE, f"{name}_").assign(features=name))
+    runs = pd.concat(
+        [
+            study[study["model"] == "svm_cv"].assign(grid="absolute (study)"),
+            results(HERE, "svm_cv_scaled_").assign(grid="x scale"),
+        ]
+    )
+    return mean_uar(runs, ["grid"]).to_markdown()
+
+
+def feature_sets() -> str:
+    """Each model on each feature set, seed 0. eGeMAPS: the study's seed-0 runs (svm_cv: its run with
+    the scaled grid); the other sets: their runs here, svm_cv rerun with the scaled grid."""
+    study = results(STUDY)
+    scaled = results(HERE, "svm_cv_scaled_")
+    frames = [
+        pd.concat([study[study["model"] != "svm_cv"], scaled]).assign(features="eGeMAPSv02"),
+        pd.concat([results(HERE, "ComParE_2016_").query("model != 'svm_cv'"), results(HERE, "ComParE_svm_cv_")]).assign(
+            features="ComParE_2016"
+        ),
+    ]
+    if any(HERE.glob("emobase_*.parquet")):
+        frames.append(results(HERE, "emobase_").assign(features="emobase"))
     runs = pd.concat(frames, ignore_index=True)
-    runs = runs[runs["model"].isin(set(frames[-1]["model"]))]
-    return mean_uar(runs, ["model", "features"]).T.to_markdown() + "\n\n" + per_cell(
-        runs, ["model", "features"]
-    ).T.to_markdown()
+    runs = runs[(runs["seed"] == 0) & runs["scenario"].isin(["leave_one_out", "transfer"])]
+    runs = runs[runs["model"].isin(["svm", "svm_cv", "sae_svm", "dbn_best"])]
+    return (
+        mean_uar(runs, ["model", "features"]).T.to_markdown()
+        + "\n\n"
+        + per_cell(runs, ["model", "features"]).T.to_markdown()
+    )
 
 
 if __name__ == "__main__":
-    print("## DBN features + SVM\n\n" + hybrid() + "\n\n## Feature sets\n\n" + feature_sets())
+    print("## DBN features + SVM\n\n" + hybrid())
+    print("\n## svm_cv's gamma grid\n\n" + svm_cv_grid())
+    print("\n## Feature sets\n\n" + feature_sets())
