@@ -108,3 +108,31 @@ def test_pruning_callback_hears_every_epochs_validation_uar():
     reported = trial.study.trials[0].intermediate_values
     assert sorted(reported) == [0, 1, 2, 3]
     assert all(0.0 <= value <= 1.0 for value in reported.values())
+
+
+def test_dropout_weight_decay_and_ensemble_size_are_searched_when_the_space_opens_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    import crossemo.tuning as tuning
+
+    built = []
+    real = tuning.DBNValence
+    monkeypatch.setattr(tuning, "DBNValence", lambda **kw: built.append(kw) or real(**kw))
+    space = SearchSpace(
+        layers=(1, 1), units=(8, 8), pretrain_epochs=(1, 1), batch_size=(64,),
+        dropout=(0.1, 0.4), weight_decay=(0.0, 0.001), ensemble=(2, 3),
+    )  # fmt: skip
+    study = tune(*data(), settings(tmp_path, space=space), n_trials=3)
+    for trial, kw in zip(study.trials, built):
+        assert 0.1 <= trial.params["dropout"] <= 0.4 and trial.params["weight_decay"] in (0.0, 0.001)
+        assert kw["ensemble"] == trial.params["ensemble"] in (2, 3)
+        assert (kw["finetune"]["dropout"], kw["finetune"]["weight_decay"]) == (
+            trial.params["dropout"],
+            trial.params["weight_decay"],
+        )
+    best = yaml.safe_load((tmp_path / "best.yaml").read_text())["models"]["dbn_tuned"]
+    assert best["ensemble"] == study.best_params["ensemble"]
+    assert best["finetune"]["dropout"] == pytest.approx(study.best_params["dropout"])
+    with pytest.raises(ValueError, match="tuning.space.dropout"):
+        SearchSpace(dropout=(0.5, 1.0))
+    with pytest.raises(ValueError, match="at least 1 member"):
+        SearchSpace(ensemble=(0, 2))

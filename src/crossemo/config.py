@@ -191,6 +191,10 @@ class SearchSpace:
     pretrain_epochs: tuple[int, int] = (5, 500)  # log scale
     cd_steps: tuple[int, int] = (1, 3)
     batch_size: tuple[int, ...] = (32, 64, 128, 256)
+    # dbn_best's levers (reports/real-corpora/selection); the defaults leave them out of the search
+    dropout: tuple[float, float] = (0.0, 0.0)
+    weight_decay: tuple[float, ...] = (0.0,)  # choices: 0 has no log scale
+    ensemble: tuple[int, int] = (1, 1)  # members fine-tuned from the one stack, each on its own held-out speakers
 
     def __post_init__(self):
         for name in (
@@ -201,8 +205,15 @@ class SearchSpace:
             "pretrain_epochs",
             "cd_steps",
             "batch_size",
+            "dropout",
+            "weight_decay",
+            "ensemble",
         ):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not 0.0 <= self.dropout[0] <= self.dropout[1] < 1.0:
+            raise ConfigError(f"tuning.space.dropout is {list(self.dropout)}; give [low, high], 0 <= low <= high < 1")
+        if self.ensemble[0] < 1:
+            raise ConfigError(f"tuning.space.ensemble is {list(self.ensemble)}; an ensemble has at least 1 member")
 
     def sample(self, trial) -> dict:
         """A configuration drawn through an Optuna trial (its suggest_* methods)."""
@@ -220,7 +231,10 @@ class SearchSpace:
             "finetune": {
                 "learning_rate": trial.suggest_float("finetune_learning_rate", *self.finetune_learning_rate, log=True),
                 "batch_size": batch,
+                "dropout": trial.suggest_float("dropout", *self.dropout),
+                "weight_decay": trial.suggest_categorical("weight_decay", list(self.weight_decay)),
             },
+            "ensemble": trial.suggest_int("ensemble", *self.ensemble),
         }
 
 

@@ -1,4 +1,5 @@
-"""Optuna search over the DBN: layers and sizes, learning rates, epochs, CD steps, batch size.
+"""Optuna search over the DBN: layers and sizes, learning rates, epochs, CD steps, batch size, and
+(when params.yaml's tuning.space opens them) dropout, weight decay and ensemble size.
 
 Maximises UAR on validation speakers that never train; the target test corpus is never touched
 (only the corpora named as training data are loaded). The study lives in an Optuna RDB storage
@@ -120,6 +121,7 @@ def best_params_yaml(study: optuna.Study, settings: TuneSettings) -> dict:
                 "model": "dbn",
                 "hidden": hidden,
                 "pretrain_data": "train+unlabeled",
+                "ensemble": p.get("ensemble", 1),  # studies begun before these levers lack them
                 "pretrain": {
                     "learning_rate": p["pretrain_learning_rate"],
                     "epochs": p["pretrain_epochs"],
@@ -129,6 +131,8 @@ def best_params_yaml(study: optuna.Study, settings: TuneSettings) -> dict:
                 "finetune": {
                     "learning_rate": p["finetune_learning_rate"],
                     "batch_size": p["batch_size"],
+                    "dropout": p.get("dropout", 0.0),
+                    "weight_decay": p.get("weight_decay", 0.0),
                     "max_epochs": settings.finetune_max_epochs,
                     "patience": settings.finetune_patience,
                 },
