@@ -56,7 +56,7 @@ def features() -> np.ndarray:
     paths = []
     for name in ("emodb", "savee", "emovo", "urdu"):
         paths += [CORPORA / name / p for p in load_corpus(name, CORPORA / name)["path"]]
-    values, bad = extract(paths, FeatureSettings(), progress="eGeMAPS (cached)")
+    values, bad = extract(paths, FeatureSettings(), progress="(cached)")
     x = values[[i for i in range(len(paths)) if i not in bad]]
     return ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)
 

@@ -5,7 +5,7 @@ Modules receive these settings as arguments; none of them reads params.yaml itse
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -197,18 +197,7 @@ class SearchSpace:
     ensemble: tuple[int, int] = (1, 1)  # members fine-tuned from the one stack, each on its own held-out speakers
 
     def __post_init__(self):
-        for name in (
-            "layers",
-            "units",
-            "pretrain_learning_rate",
-            "finetune_learning_rate",
-            "pretrain_epochs",
-            "cd_steps",
-            "batch_size",
-            "dropout",
-            "weight_decay",
-            "ensemble",
-        ):
+        for name in (f.name for f in fields(self)):  # every range is a tuple (params.yaml gives lists)
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not 0.0 <= self.dropout[0] <= self.dropout[1] < 1.0:
             raise ConfigError(f"tuning.space.dropout is {list(self.dropout)}; give [low, high], 0 <= low <= high < 1")

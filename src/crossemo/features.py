@@ -174,10 +174,10 @@ def _extract_one(path: str) -> tuple[np.ndarray | None, str | None]:
 
 
 def extract(
-    paths: list[Path], settings: FeatureSettings, progress: str | None = "eGeMAPS"
+    paths: list[Path], settings: FeatureSettings, progress: str | None = ""
 ) -> tuple[np.ndarray, dict[int, str]]:
-    """Features for each path (rows of NaN where bad) and {index: reason} for the bad ones;
-    `progress` is the progress bar's label (None: no bar)."""
+    """Features for each path (rows of NaN where bad) and {index: reason} for the bad ones.
+    The progress bar is labelled with the feature set, then `progress` (e.g. the corpus); None: no bar."""
     n_features = len(feature_names(settings.feature_set))
     out = np.full((len(paths), n_features), np.nan, dtype=np.float32)
     bad: dict[int, str] = {}
@@ -186,7 +186,13 @@ def extract(
     with ProcessPoolExecutor(settings.workers, initializer=_init_worker, initargs=(settings,)) as pool:
         results = pool.map(_extract_one, jobs, chunksize=chunk)
         for i, (values, reason) in enumerate(
-            tqdm(results, total=len(jobs), desc=progress, unit="file", disable=progress is None)
+            tqdm(
+                results,
+                total=len(jobs),
+                desc=f"{settings.feature_set} {progress or ''}".strip(),
+                unit="file",
+                disable=progress is None,
+            )
         ):
             if reason is None:
                 out[i] = values
@@ -196,7 +202,7 @@ def extract(
 
 
 def extract_table(
-    table: pd.DataFrame, root: Path, settings: FeatureSettings, progress: str = "eGeMAPS"
+    table: pd.DataFrame, root: Path, settings: FeatureSettings, progress: str | None = ""
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(table joined with the features, rejected files with reasons). Raises on bad files under `stop`."""
     paths = [Path(root) / p for p in table["path"]]

@@ -54,7 +54,7 @@ def score_files(model, files: list[Path], features: FeatureSettings, progress: b
     `model` is a loaded crossemo pyfunc model; it is given the good files' features, extracted with the
     model's own settings (`features`: its feature set included)."""
     features = replace(features, max_duration=MAX_SECONDS)
-    values, bad = extract(files, features, progress=str(features.feature_set) if progress else None)
+    values, bad = extract(files, features, progress="" if progress else None)
     good = [i for i in range(len(files)) if i not in bad]
     scored = pd.DataFrame(columns=ANSWER_COLUMNS[1:5], index=good)
     if good:

@@ -92,11 +92,12 @@ def _bad(message: str) -> MlflowException:
 def rows_to_features(pipeline: ValencePipeline, frame: pd.DataFrame) -> np.ndarray:
     """One feature vector per row, from whichever input the row carries; errors name the row."""
     names = pipeline.feature_names
+    columns = f"{len(names)} {pipeline.features.feature_set} columns"  # for messages: once, not per row
     known = set(AUDIO_COLUMNS) | set(names)
     if not known & set(frame.columns):
         # MLflow drops columns outside the signature before the model sees them.
         raise _bad(
-            f"missing columns: send audio_base64 (a base64 WAV), audio_path, or the {_columns(pipeline)} by "
+            f"missing columns: send audio_base64 (a base64 WAV), audio_path, or the {columns} by "
             "openSMILE's names; unknown columns are ignored"
         )
     if len(frame) == 0:
@@ -114,12 +115,12 @@ def rows_to_features(pipeline: ValencePipeline, frame: pd.DataFrame) -> np.ndarr
             elif isinstance(path, str) and path:
                 out[i] = pipeline.audio_features(allowed_path(path, i), f"row {i} ({path})")
             elif len(present) == len(names):
-                out[i] = _feature_row(row, names, i, _columns(pipeline))
+                out[i] = _feature_row(row, names, i, columns)
             else:
                 missing = [c for c in names if c not in present or pd.isna(row.get(c))]
                 raise _bad(
                     f"row {i}: missing columns: give audio_base64 (a base64 WAV), audio_path, or all "
-                    f"{_columns(pipeline)} by openSMILE's names ({len(missing)} missing, e.g. {missing[0]}); "
+                    f"{columns} by openSMILE's names ({len(missing)} missing, e.g. {missing[0]}); "
                     "columns outside the model's signature are ignored"
                 )
         except BadAudio as bad:
@@ -135,10 +136,6 @@ def _check_request_size(frame: pd.DataFrame) -> None:
                 f"too large: {total // 2**20} MiB of audio in one request > "
                 f"{MAX_REQUEST_AUDIO_BYTES // 2**20} MiB; send smaller batches"
             )
-
-
-def _columns(pipeline: ValencePipeline) -> str:
-    return f"{len(pipeline.feature_names)} {pipeline.features.feature_set} columns"
 
 
 def _feature_row(row: dict, names: list[str], i: int, columns: str) -> np.ndarray:
