@@ -15,6 +15,7 @@ from crossemo.dbn import (
     FeedForward,
     FinetuneSettings,
     LayerPretrainer,
+    Precision,
     PretrainSettings,
     RBMStack,
     batches,
@@ -52,6 +53,19 @@ def test_a_few_epochs_of_cd_through_the_lightning_loop_raise_the_exact_log_likel
     trainer(10, progress=False).fit(module, one_step_per_epoch())
     after = log_likelihood(rbm, data)
     assert after > before + 0.5, (before, after)  # nats per example; uniform is -4 ln 2 = -2.77
+
+
+def test_bf16_mixed_cd_through_the_lightning_loop_also_raises_the_log_likelihood():
+    torch.manual_seed(0)
+    rbm = RBM(4, 3, "bernoulli")
+    data = toy_patterns().float()
+    before = log_likelihood(rbm.double(), data.double())
+    rbm.float()
+    settings = PretrainSettings(learning_rate=0.1, epochs=10, batch_size=20, weight_decay=0.0, precision="bf16-mixed")
+    module = LayerPretrainer(rbm, settings, batches(data, batch_size=20, shuffle=True))
+    trainer(10, progress=False).fit(module, one_step_per_epoch())
+    assert rbm.weight.dtype == torch.float32  # the parameters stay float32; only the products ran in bf16
+    assert log_likelihood(rbm.double(), data.double()) > before + 0.5
 
 
 def test_persistent_cd_also_learns():
@@ -154,6 +168,29 @@ def test_finetuning_returns_the_net_of_the_best_validation_uar(tmp_path):
     assert uar == pytest.approx(logged.max())  # the returned net is the best epoch's, not the last one's
 
 
+def test_bf16_mixed_finetuning_runs_the_forward_pass_in_bfloat16_and_keeps_float32_weights():
+    x, y, _ = blobs(seed=3)
+    t = torch.from_numpy
+    labels = t((y == "positive").astype(np.int64))
+    seen = set()
+    results = {}
+    for precision in ("32-true", "bf16-mixed"):
+        torch.manual_seed(0)
+        net = FeedForward(12, (8,))
+        hook = net.hidden[0].register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+        settings = FinetuneSettings(
+            learning_rate=0.05, max_epochs=10, min_epochs=10, batch_size=32, precision=precision
+        )
+        best = finetune(net, t(x[:160]), labels[:160], t(x[160:]), labels[160:], settings, progress=False)
+        hook.remove()
+        assert {p.dtype for p in best.parameters()} == {torch.float32}
+        with torch.no_grad():
+            results[precision] = best(t(x[160:]))
+        assert unweighted_average_recall(labels[160:], results[precision].argmax(1), 2) > 0.8
+    assert seen == {torch.float32, torch.bfloat16}  # the 32-true fit in float32, the other in bfloat16
+    assert not torch.equal(results["32-true"], results["bf16-mixed"])
+
+
 def test_finetuning_takes_one_adam_step_per_mini_batch_in_the_seeded_order():
     """Lightning walks an epoch per training_step, with fused Adam: the same updates as a plain loop
     over the same seeded mini-batches with PyTorch's reference (single-tensor) Adam."""
@@ -244,6 +281,10 @@ def test_pretrain_settings_reject_bad_combinations():
         PretrainSettings(sparsity_target=1.5)
     with pytest.raises(ValueError, match="lists 2 layers"):
         PretrainSettings(epochs=[1, 2]).epochs_for(0, 3)
+    for settings, owner in ((PretrainSettings, "pretrain"), (FinetuneSettings, "finetune")):
+        with pytest.raises(ValueError, match=f"{owner}.precision is '16-mixed'; use one of 32-true, bf16-mixed"):
+            settings(precision="16-mixed")
+        assert settings(precision="bf16-mixed").precision is Precision.BF16_MIXED
 
 
 def test_pretrained_stacks_are_cached_by_their_inputs(tmp_path, monkeypatch):
@@ -268,6 +309,9 @@ def test_pretrained_stacks_are_cached_by_their_inputs(tmp_path, monkeypatch):
     DBNValence(seed=2, **params).fit(x, y, groups=speakers, unlabeled=pool)
     DBNValence(seed=1, **params).fit(x, y, groups=speakers, unlabeled=pool + 1)
     assert len(calls) == 3
+    bf16 = {**params, "pretrain": {**params["pretrain"], "precision": "bf16-mixed"}}
+    DBNValence(seed=1, **bf16).fit(x, y, groups=speakers, unlabeled=pool)
+    assert len(calls) == 4  # another arithmetic, another stack
     with pytest.raises(ValueError, match="no unlabeled rows"):
         DBNValence(**params).fit(x, y, groups=speakers)
 

@@ -109,6 +109,19 @@ def test_cd_statistics_estimate_the_exact_cd_expectation():
         torch.testing.assert_close(cd_estimate(rbm, k), exact_cd_expectation(rbm, DATA, k), atol=0.015, rtol=0)
 
 
+def test_bfloat16_products_estimate_the_same_exact_cd_expectation():
+    """bf16-mixed pretraining runs the chain and its products in bfloat16: the statistics still
+    estimate the exact expectation, and come back in the parameters' dtype."""
+    rbm = bernoulli_rbm()
+    for k in (1, 3):
+        low = rbm.contrastive_divergence(
+            DATA.repeat(6000, 1), k=k, generator=torch.Generator().manual_seed(0), dtype=torch.bfloat16
+        )
+        assert low.weight.dtype == low.hidden_bias.dtype == low.visible_bias.dtype == D
+        assert not torch.equal(low.weight, cd_estimate(rbm, k))  # the products did run in bfloat16
+        torch.testing.assert_close(low.weight, exact_cd_expectation(rbm, DATA, k), atol=0.02, rtol=0)
+
+
 def test_cd_k_approaches_the_exact_gradient_as_k_grows():
     rbm = bernoulli_rbm()
     exact = exact_gradient(rbm, DATA)

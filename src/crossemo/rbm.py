@@ -92,37 +92,60 @@ class RBM(nn.Module):
 
     @torch.no_grad()
     def contrastive_divergence(
-        self, v0: torch.Tensor, k: int = 1, chain: torch.Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        v0: torch.Tensor,
+        k: int = 1,
+        chain: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
     ) -> CDStatistics:
         """CD-k statistics, or persistent CD when `chain` holds the fantasy particles.
 
         The last hidden state enters as probabilities, not samples, which lowers the variance
         (practical guide, sec. 3). Costs 10 v h flops per sample for k = 1: four matrix
         products of the chain and two outer products of the statistics.
+
+        `dtype` is that of the chain and its products (default: the parameters'): bfloat16 runs them at
+        about twice the float32 rate where the CPU has bfloat16 instructions. The statistics come back
+        in the parameters' dtype; the positive-minus-negative difference is formed inside one product's
+        float32 accumulator (see below), so only the final difference is rounded, never the two large
+        phases before it.
         """
         # Both phases live in one buffer each, stacked: [data; chain end] visible states and [h0; hk]
         # hidden probabilities. Their outer products are then one matrix product with twice the inner
         # dimension, which runs near the machine's matmul rate where two half-size ones do not, and
         # the conditionals are written straight into place instead of being concatenated afterwards.
+        exact = self.weight.dtype
+        dtype = dtype or exact
+        weight, visible_bias, hidden_bias = (p.to(dtype) for p in (self.weight, self.visible_bias, self.hidden_bias))
         n = v0.shape[0]
-        visible = torch.empty((2 * n, self.n_visible), dtype=v0.dtype)
-        phases = torch.empty((2 * n, self.n_hidden), dtype=v0.dtype)
+        visible = torch.empty((2 * n, self.n_visible), dtype=dtype)
+        phases = torch.empty((2 * n, self.n_hidden), dtype=dtype)
         visible[:n] = v0
-        h0 = torch.addmm(self.hidden_bias, v0, self.weight, out=phases[:n]).sigmoid_()
-        h = _bernoulli(h0, generator) if chain is None else self.sample_hidden(chain, generator)
+
+        def hidden_probs(v, out=None):
+            return torch.addmm(hidden_bias, v, weight, out=out).sigmoid_()
+
+        def visible_mean(h):
+            activation = torch.addmm(visible_bias, h, weight.t())
+            return activation if self.visible is VisibleUnits.GAUSSIAN else activation.sigmoid_()
+
+        h0 = hidden_probs(visible[:n], out=phases[:n])
+        h = _bernoulli(h0 if chain is None else hidden_probs(chain.to(dtype)), generator)
         reconstruction, v, hk = None, visible[n:], phases[n:]
         for step in range(k):
-            mean = self.visible_mean(h)
+            mean = visible_mean(h)
             if step == 0 and chain is None:
                 reconstruction = mean
             self._sample_visible_from_mean(mean, generator, out=v)
-            torch.addmm(self.hidden_bias, v, self.weight, out=hk).sigmoid_()
+            hidden_probs(v, out=hk)
             if step < k - 1:
                 h = _bernoulli(hk, generator)
-        visible_bias = (v0 - v).mean(0)
+        visible_bias_step = (visible[:n] - v).to(exact).mean(0)
         hk.neg_()  # the negative phase enters the product with its sign
-        weight = visible.t().mm(phases).div_(n)
-        return CDStatistics(weight, visible_bias, phases.sum(0).div_(n), h0, reconstruction, v)
+        weight_step = visible.t().mm(phases).to(exact).div_(n)
+        hidden_bias_step = phases.sum(0, dtype=exact).div_(n)
+        return CDStatistics(weight_step, visible_bias_step, hidden_bias_step, h0.to(exact), reconstruction, v)
 
 
 def _bernoulli(p: torch.Tensor, generator: torch.Generator | None, out: torch.Tensor | None = None) -> torch.Tensor:
