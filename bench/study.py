@@ -1,11 +1,13 @@
 """The whole study, timed: the demo pipeline and the real-corpora study (`make real`), cold caches.
 
-    python bench/study.py [--rev HEAD] [--skip-demo] [--skip-real] [--corpora ../shared/corpora]
+    python bench/study.py [--rev HEAD] [--skip-demo] [--skip-real] [--corpora ../shared/corpora] [--keep DIR]
 
 Each part runs in a fresh clone of the commit (empty feature, pretraining and MLflow stores):
   demo: `crossemo demo generate`, `dvc add data`, `dvc repro` (as bench/demo_pipeline.py);
   real: `make real`'s steps: `crossemo corpora import CORPORA data/real`, `crossemo params use
         params.real.yaml`, `dvc add data`, `dvc repro` (features of about 2,000 files included).
+--keep DIR runs the real part in DIR/project and leaves it there (results/, reports/, mlruns/ for
+`crossemo report` and `crossemo compare`); DIR must not hold a project yet.
 Per-stage seconds are printed as each part ends. Goals on the 2-core machine: demo under 4 minutes,
 real under 40. Last line: demo_minutes=<m> real_minutes=<m> (n/a for a skipped part).
 """
@@ -13,6 +15,7 @@ real under 40. Last line: demo_minutes=<m> real_minutes=<m> (n/a for a skipped p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -33,8 +36,9 @@ def demo(rev: str) -> float:
     return total
 
 
-def real(rev: str, corpora: Path) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
+def real(rev: str, corpora: Path, keep: Path | None = None) -> float:
+    workdir = contextlib.nullcontext(str(keep)) if keep else tempfile.TemporaryDirectory()
+    with workdir as tmp:
         project = clone(Path(tmp), rev=rev)
         prepare = timed(project, "crossemo", "corpora", "import", str(corpora), "data/real")
         prepare += timed(project, "crossemo", "params", "use", "params.real.yaml")
@@ -51,6 +55,7 @@ def main() -> None:
     parser.add_argument("--corpora", type=Path, default=CORPORA)
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument("--keep", type=Path, help="run the real part in this folder and keep it")
     args = parser.parse_args()
     minutes = {"demo": None, "real": None}
     if not args.skip_demo:
@@ -58,7 +63,9 @@ def main() -> None:
     if not args.skip_real:
         if not (args.corpora / "emodb").is_dir():
             raise SystemExit(f"no real corpora at {args.corpora}: pass --corpora or --skip-real")
-        minutes["real"] = real(args.rev, args.corpora.resolve()) / 60
+        if args.keep and (args.keep / "project").exists():
+            raise SystemExit(f"{args.keep / 'project'} exists: pass another --keep folder")
+        minutes["real"] = real(args.rev, args.corpora.resolve(), args.keep) / 60
     for part, value in minutes.items():
         if value is not None:
             print(f"{part}: {value:.1f} min (goal < {GOALS[part]:g}: {'met' if value < GOALS[part] else 'not met'})")
