@@ -8,8 +8,11 @@ batches of 32) and the demo-size one (88-128-128-256, batches of 64):
   1. milliseconds per mini-batch step through `crossemo.dbn.finetune` (Lightning, an epoch per step,
      one validation pass an epoch) and through a plain loop doing the same work; their ratio is
      Lightning's overhead;
-  2. one Adam step on the paper-size net: PyTorch's default (foreach) against `fused=True`.
-Last line: lightning_overhead_paper=<ratio> lightning_overhead_demo=<ratio> fused_adam_speedup=<ratio>.
+  2. one Adam step on the paper-size net: PyTorch's default (foreach) against `fused=True`;
+  3. the paper-size fit through `finetune` with `precision: bf16-mixed` (Lightning's autocast)
+     against 32-true.
+Last line: lightning_overhead_paper=<ratio> lightning_overhead_demo=<ratio> fused_adam_speedup=<ratio>
+bf16_speedup_paper=<32-true seconds / bf16-mixed seconds>.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ def data(rows: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, (x[:, 0] > 0).long()
 
 
-def through_lightning(hidden, batch_size: int, epochs: int, train, val) -> float:
-    settings = FinetuneSettings(max_epochs=epochs, min_epochs=epochs, patience=10 * epochs, batch_size=batch_size)
+def through_lightning(hidden, batch_size: int, epochs: int, train, val, precision: str = "32-true") -> float:
+    settings = FinetuneSettings(
+        max_epochs=epochs, min_epochs=epochs, patience=10 * epochs, batch_size=batch_size, precision=precision
+    )
     start = time.perf_counter()
     finetune(FeedForward(88, hidden), *train, *val, settings, progress=False)
     return time.perf_counter() - start
@@ -87,9 +92,13 @@ def main() -> None:
         print(f"{name:5}: lightning {ours / steps * 1e3:6.2f} ms/step, plain {plain / steps * 1e3:6.2f} ms/step")
     foreach, fused = adam_step_seconds(), adam_step_seconds(fused=True)
     print(f"Adam step, paper size: foreach {foreach * 1e3:.2f} ms, fused {fused * 1e3:.2f} ms")
+    hidden, batch_size = SIZES["paper"]
+    full = through_lightning(hidden, batch_size, args.epochs, train, val)
+    bf16 = through_lightning(hidden, batch_size, args.epochs, train, val, precision="bf16-mixed")
+    print(f"paper fit, {args.epochs} epochs: 32-true {full:.2f} s, bf16-mixed {bf16:.2f} s")
     print(
         f"lightning_overhead_paper={overhead['paper']:.2f} lightning_overhead_demo={overhead['demo']:.2f} "
-        f"fused_adam_speedup={foreach / fused:.2f}"
+        f"fused_adam_speedup={foreach / fused:.2f} bf16_speedup_paper={full / bf16:.2f}"
     )
 
 

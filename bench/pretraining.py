@@ -8,11 +8,13 @@ Measured in one run, so the noisy shared machine slows every figure alike:
      in samples/s and in achieved flop/s, counting 10 v h flops per sample per CD-1 step of a
      v x h layer (four chain products and two statistics products of 2 v h each; samplings,
      sigmoids and the parameter update are not counted);
-  3. the same through scikit-learn's BernoulliRBM at the same sizes and batch size;
-  4. with --full, one whole paper-size pretraining (500 epochs per layer) on the real corpora.
+  3. the same with `precision: bf16-mixed` (the chain's products in bfloat16), as a ratio to 2;
+  4. the same through scikit-learn's BernoulliRBM at the same sizes and batch size;
+  5. with --full, one whole paper-size pretraining (500 epochs per layer) on the real corpora.
 Input: eGeMAPS features of the four real corpora in ../shared/corpora (about 2,000 utterances),
 or random standardised features of that size when the corpora are absent.
-Last line: matmul_fraction=<achieved/matmul rate> speedup_vs_reference=<ratio>.
+The line before the last: bf16_speedup=<bf16-mixed samples/s / 32-true samples/s>.
+Last line: matmul_fraction=<achieved/matmul rate> speedup_vs_reference=<ratio> (both float32).
 """
 
 from __future__ import annotations
@@ -65,9 +67,9 @@ def flops_per_epoch(n: int, sizes=(88, *SIZES)) -> list[float]:
     return [10.0 * v * h * n for v, h in zip(sizes, sizes[1:])]
 
 
-def crossemo_throughput(x: np.ndarray, epochs: int, batch_size: int) -> tuple[float, float]:
+def crossemo_throughput(x: np.ndarray, epochs: int, batch_size: int, precision: str = "32-true") -> tuple[float, float]:
     """(samples/s over the whole stack, flop/s), timing each layer's fit with its trainer."""
-    settings = PretrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=1e-3)
+    settings = PretrainSettings(epochs=epochs, batch_size=batch_size, learning_rate=1e-3, precision=precision)
     start = time.perf_counter()
     pretrain_stack(torch.from_numpy(x), SIZES, settings, progress=False)
     seconds = time.perf_counter() - start
@@ -99,6 +101,8 @@ def main() -> None:
     print(f"matmul (2048^2, fp32):        {rate / 1e9:8.1f} GFLOP/s")
     ours_sps, ours_flops = crossemo_throughput(x, args.epochs, args.batch_size)
     print(f"crossemo CD-1 (batch {args.batch_size}):    {ours_flops / 1e9:8.1f} GFLOP/s  {ours_sps:10.0f} samples/s")
+    bf16_sps, bf16_flops = crossemo_throughput(x, args.epochs, args.batch_size, precision="bf16-mixed")
+    print(f"crossemo CD-1, bf16-mixed:    {bf16_flops / 1e9:8.1f} GFLOP/s  {bf16_sps:10.0f} samples/s")
     ref_sps, ref_flops = reference_throughput(x, max(1, args.epochs // 2), args.batch_size)
     print(f"sklearn BernoulliRBM:         {ref_flops / 1e9:8.1f} GFLOP/s  {ref_sps:10.0f} samples/s")
     if args.full:
@@ -107,6 +111,7 @@ def main() -> None:
             torch.from_numpy(x), SIZES, PretrainSettings(epochs=500, batch_size=args.batch_size), progress=True
         )
         print(f"full paper pretraining (500 epochs x 3 layers): {(time.perf_counter() - start) / 60:.1f} min")
+    print(f"bf16_speedup={bf16_sps / ours_sps:.2f}")
     print(f"matmul_fraction={ours_flops / rate:.2f} speedup_vs_reference={ours_sps / ref_sps:.2f}")
 
 

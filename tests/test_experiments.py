@@ -192,7 +192,7 @@ def test_the_stack_cache_builds_a_stack_once_while_others_wait(tmp_path):
     assert torch.equal(stacks[0].layers[0].weight, stacks[1].layers[0].weight)
 
 
-def test_compare_matches_configurations_and_averages_over_seeds():
+def test_compare_pairs_configurations_and_seeds_and_gives_the_change_an_interval():
     from crossemo.report import compare, comparison_markdown
 
     def results(uars, models=("dbn", "svm")):
@@ -215,15 +215,21 @@ def test_compare_matches_configurations_and_averages_over_seeds():
         ]
         return pd.DataFrame(rows)
 
-    before = results([0.5, 0.7])
+    before = results([0.5, 0.7, 0.6])
     after = pd.concat([results([0.7, 0.8], models=("dbn",)), results([0.9], models=("mlp",))])
     compared = compare(before, after)
     assert list(compared["model"]) == ["dbn"]  # svm only before, mlp only after: not compared
+    # seed 2 ran only before: left out of both means, so each seed's change is its own run's
     assert compared["before"].item() == pytest.approx(0.6) and compared["change"].item() == pytest.approx(0.15)
-    assert "| within | random | dbn | a | a | 60.0 | 75.0 | +15.0 |" in comparison_markdown(compared, "old", "new")
+    assert compared["seeds"].item() == 2
+    # per-seed changes 0.2 and 0.1: mean 0.15, half-width t(0.975, 1) * 0.0707 / sqrt(2) = 0.635
+    low, high = compared[["change_ci_low", "change_ci_high"]].iloc[0]
+    assert (low, high) == (pytest.approx(0.15 - 0.6353, abs=1e-3), pytest.approx(0.15 + 0.6353, abs=1e-3))
+    row = "| within | random | dbn | a | a | 60.0 | 75.0 | +15.0 | [-48.5, +78.5] |"
+    assert row in comparison_markdown(compared, "old", "new")
     shares = [results([0.5], models=("dbn",)).assign(scenario="target_fraction", fraction=f) for f in (0.1, 0.4)]
     table = comparison_markdown(compare(pd.concat(shares), pd.concat(shares)), "old", "new")
-    assert "| dbn | a | a | 10% | 50.0 | 50.0 | +0.0 |" in table and "| 40% |" in table
+    assert "| dbn | a | a | 10% | 50.0 | 50.0 | +0.0 | n/a |" in table and "| 40% |" in table  # one seed: no interval
 
 
 def test_one_seed_has_no_interval_rather_than_a_zero_width_one(store, tmp_path):

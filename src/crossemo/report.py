@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # pyplot-free figures: no global backend or state to set
 
-from .metrics import summarize
+from .metrics import mean_ci, summarize
 
 #: Latif et al. (2018), within-corpus accuracy (%): DBN and sparse AE + SVM.
 PAPER_WITHIN = {
@@ -452,12 +452,23 @@ def markdown(summary, results, figures, dbn, sae, header, out: Path, best: str |
 
 
 def compare(before: pd.DataFrame, after: pd.DataFrame, metric: str = "uar") -> pd.DataFrame:
-    """Two sets of results on the configurations they share: the metric's mean over seeds in each,
-    and the change. For a before/after of one change (a schedule, a feature set) on the same splits."""
-    means = [summarize(r, KEYS).set_index(KEYS)[metric] for r in (before, after)]
-    both = pd.concat(means, axis=1, keys=["before", "after"], join="inner").reset_index()
-    both["change"] = both["after"] - both["before"]
-    return both.sort_values(KEYS, na_position="first").reset_index(drop=True)
+    """Two sets of results on the configurations and seeds they share: the metric's mean over those
+    seeds in each, and the change with its 95% interval. For a before/after of one change (a schedule,
+    a feature set, the arithmetic) on the same splits: seed s of both runs shares its splits and its
+    start, so the interval comes from the per-seed differences (paired) and says whether the change
+    stands out from what another seed would do. An interval across 0 does not; one seed gives none."""
+    per_seed = [r.groupby(KEYS + ["seed"], dropna=False)[metric].mean() for r in (before, after)]
+    paired = pd.concat(per_seed, axis=1, keys=["before", "after"], join="inner").reset_index()
+    rows = []
+    for key, group in paired.groupby(KEYS, dropna=False):
+        change, _, low, high = mean_ci(group["after"] - group["before"])
+        row = dict(zip(KEYS, key))
+        row.update(before=group["before"].mean(), after=group["after"].mean(), change=change, seeds=len(group))
+        rows.append({**row, "change_ci_low": low, "change_ci_high": high})
+    compared = pd.DataFrame(
+        rows, columns=[*KEYS, "before", "after", "change", "seeds", "change_ci_low", "change_ci_high"]
+    )
+    return compared.sort_values(KEYS, na_position="first").reset_index(drop=True)
 
 
 def comparison_markdown(compared: pd.DataFrame, before: str, after: str, metric: str = "uar") -> str:
@@ -465,15 +476,22 @@ def comparison_markdown(compared: pd.DataFrame, before: str, after: str, metric:
     if (compared["fraction"].fillna(0) > 0).any():  # target-fraction rows differ by their share of the target alone
         columns.append("fraction")
     lines = [
-        "| " + " | ".join(columns + [f"{metric} % {before}", f"{metric} % {after}", "change"]) + " |",
-        "|" + "---|" * (len(columns) + 3),
+        "| "
+        + " | ".join(columns + [f"{metric} % {before}", f"{metric} % {after}", "change", "95% CI (paired seeds)"])
+        + " |",
+        "|" + "---|" * (len(columns) + 4),
     ]
     for row in compared.to_dict("records"):
+        interval = (
+            "n/a"
+            if pd.isna(row["change_ci_low"])
+            else f"[{100 * row['change_ci_low']:+.1f}, {100 * row['change_ci_high']:+.1f}]"
+        )
         lines.append(
             "| "
             + " | ".join(
                 [_cell(row, c) for c in columns]
-                + [f"{100 * row['before']:.1f}", f"{100 * row['after']:.1f}", f"{100 * row['change']:+.1f}"]
+                + [f"{100 * row['before']:.1f}", f"{100 * row['after']:.1f}", f"{100 * row['change']:+.1f}", interval]
             )
             + " |"
         )
