@@ -1,13 +1,16 @@
 """The whole study, timed: the demo pipeline and the real-corpora study (`make real`), cold caches.
 
     python bench/study.py [--rev HEAD] [--skip-demo] [--skip-real] [--corpora ../shared/corpora] [--keep DIR]
+                          [--models dbn_paper,mlp_paper,svm,sae_svm]
 
 Each part runs in a fresh clone of the commit (empty feature, pretraining and MLflow stores):
   demo: `crossemo demo generate`, `dvc add data`, `dvc repro` (as bench/demo_pipeline.py);
   real: `make real`'s steps: `crossemo corpora import CORPORA data/real`, `crossemo params use
         params.real.yaml`, `dvc add data`, `dvc repro` (features of about 2,000 files included).
---keep DIR runs the real part in DIR/project and leaves it there (results/, reports/, mlruns/ for
-`crossemo report` and `crossemo compare`); DIR must not hold a project yet.
+--models runs the real study with these configurations instead of params.real.yaml's list (e.g. the
+four of the grid before dbn_best and svm_cv joined it). --keep DIR runs the real part in DIR/project
+and leaves it there (results/, reports/, mlruns/ for `crossemo report` and `crossemo compare`); DIR
+must not hold a project yet.
 Per-stage seconds are printed as each part ends. Goals on the 2-core machine: demo under 4 minutes,
 real under 40. Last line: demo_minutes=<m> real_minutes=<m> (n/a for a skipped part).
 """
@@ -19,6 +22,7 @@ import contextlib
 import tempfile
 from pathlib import Path
 
+import yaml
 from demo_pipeline import clone, print_stages, repro_by_stage, timed
 
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
@@ -36,15 +40,20 @@ def demo(rev: str) -> float:
     return total
 
 
-def real(rev: str, corpora: Path, keep: Path | None = None) -> float:
+def real(rev: str, corpora: Path, keep: Path | None = None, models: list[str] | None = None) -> float:
     workdir = contextlib.nullcontext(str(keep)) if keep else tempfile.TemporaryDirectory()
     with workdir as tmp:
         project = clone(Path(tmp), rev=rev)
         prepare = timed(project, "crossemo", "corpora", "import", str(corpora), "data/real")
         prepare += timed(project, "crossemo", "params", "use", "params.real.yaml")
+        if models:
+            params = yaml.safe_load((project / "params.yaml").read_text())
+            params["experiments"]["models"] = models
+            (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         prepare += timed(project, "dvc", "add", "--quiet", "data")
         stages, total = repro_by_stage(project)
-    print(f"\nreal corpora ({rev}): import + params + dvc add {prepare:.1f} s")
+    print(f"\nreal corpora ({rev}, models {', '.join(models) if models else 'of params.real.yaml'}):")
+    print(f"import + params + dvc add {prepare:.1f} s")
     print_stages(stages, total)
     return total
 
@@ -56,6 +65,7 @@ def main() -> None:
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--keep", type=Path, help="run the real part in this folder and keep it")
+    parser.add_argument("--models", type=lambda text: text.split(","), help="configurations, comma-separated")
     args = parser.parse_args()
     minutes = {"demo": None, "real": None}
     if not args.skip_demo:
@@ -65,7 +75,7 @@ def main() -> None:
             raise SystemExit(f"no real corpora at {args.corpora}: pass --corpora or --skip-real")
         if args.keep and (args.keep / "project").exists():
             raise SystemExit(f"{args.keep / 'project'} exists: pass another --keep folder")
-        minutes["real"] = real(args.rev, args.corpora.resolve(), args.keep) / 60
+        minutes["real"] = real(args.rev, args.corpora.resolve(), args.keep, args.models) / 60
     for part, value in minutes.items():
         if value is not None:
             print(f"{part}: {value:.1f} min (goal < {GOALS[part]:g}: {'met' if value < GOALS[part] else 'not met'})")
