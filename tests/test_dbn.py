@@ -191,6 +191,27 @@ def test_bf16_mixed_finetuning_runs_the_forward_pass_in_bfloat16_and_keeps_float
     assert not torch.equal(results["32-true"], results["bf16-mixed"])
 
 
+def test_bf16_mixed_fits_do_not_depend_on_the_torch_thread_count():
+    """Each experiment worker gets cores // workers threads, and results must not depend on the
+    worker count: the bfloat16 products (oneDNN) must give the same bits on one thread as on two."""
+    g = torch.Generator().manual_seed(0)
+    x, x_val = torch.randn(512, 88, generator=g), torch.randn(128, 88, generator=g)
+    y, y_val = (x[:, 0] > 0).long(), (x_val[:, 0] > 0).long()
+    pre = PretrainSettings(epochs=2, batch_size=128, precision="bf16-mixed")
+    fine = FinetuneSettings(max_epochs=2, min_epochs=2, batch_size=64, precision="bf16-mixed")
+    fitted, threads = [], torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            stack = pretrain_stack(x, (256, 512), pre, progress=False, seed=0)
+            torch.manual_seed(0)
+            net = finetune(FeedForward.from_stack(stack), x, y, x_val, y_val, fine, progress=False, seed=0)
+            fitted.append(net.state_dict())
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(fitted[0][name], fitted[1][name]) for name in fitted[0])
+
+
 def test_finetuning_takes_one_adam_step_per_mini_batch_in_the_seeded_order():
     """Lightning walks an epoch per training_step, with fused Adam: the same updates as a plain loop
     over the same seeded mini-batches with PyTorch's reference (single-tensor) Adam."""
