@@ -10,9 +10,12 @@ batches of 32) and the demo-size one (88-128-128-256, batches of 64):
      Lightning's overhead;
   2. one Adam step on the paper-size net: PyTorch's default (foreach) against `fused=True`;
   3. the paper-size fit through `finetune` with `precision: bf16-mixed` (Lightning's autocast)
-     against 32-true.
+     against 32-true;
+  4. dbn_best's ensemble (five 88-512-512 members, dropout 0.5, batches of 32): a training step of
+     each member apart against one step of all five as one batched network (stacked weights,
+     `torch.baddbmm`), plain PyTorch both, float32 and bfloat16.
 Last line: lightning_overhead_paper=<ratio> lightning_overhead_demo=<ratio> fused_adam_speedup=<ratio>
-bf16_speedup_paper=<32-true seconds / bf16-mixed seconds>.
+bf16_speedup_paper=<32-true seconds / bf16-mixed seconds> batched_ensemble_speedup=<apart / batched>.
 """
 
 from __future__ import annotations
@@ -62,6 +65,57 @@ def plain_loop(hidden, batch_size: int, epochs: int, train, val) -> float:
     return time.perf_counter() - start
 
 
+def members_apart_seconds(members: int, hidden: int, steps: int, dtype: torch.dtype) -> float:
+    """Seconds per training step of `members` separate nets (each its own batch of 32)."""
+    nets = [FeedForward(88, (hidden, hidden), dropout=0.5) for _ in range(members)]
+    optimizers = [torch.optim.Adam(net.parameters(), 1e-3, fused=True) for net in nets]
+    x, y = data(32 * members, 3)
+
+    def step():
+        for i, (net, optimizer) in enumerate(zip(nets, optimizers)):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                loss = F.cross_entropy(net(x[32 * i : 32 * (i + 1)]), y[32 * i : 32 * (i + 1)])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    return _per_step(step, steps)
+
+
+def members_batched_seconds(members: int, hidden: int, steps: int, dtype: torch.dtype) -> float:
+    """Seconds per training step of the same members as one network: weights stacked along a member
+    dimension, each layer one batched product over the members' own batches."""
+    sizes = (88, hidden, hidden, 2)
+    weights = [(torch.randn(members, a, b) * 0.01).requires_grad_() for a, b in zip(sizes, sizes[1:])]
+    biases = [torch.zeros(members, 1, b, requires_grad=True) for b in sizes[1:]]
+    optimizer = torch.optim.Adam(weights + biases, 1e-3, fused=True)
+    x, y = data(32 * members, 3)
+    x, y = x.view(members, 32, 88), y.view(members * 32)
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            h = x
+            for w, b in zip(weights[:-1], biases[:-1]):
+                h = F.dropout(torch.sigmoid(torch.baddbmm(b, h, w)), 0.5)
+            logits = torch.baddbmm(biases[-1], h, weights[-1])
+            # summed over members: each member's slice gets its own mean loss's gradient, as apart
+            loss = F.cross_entropy(logits.reshape(-1, 2), y, reduction="sum") / 32
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return _per_step(step, steps)
+
+
+def _per_step(step, steps: int) -> float:
+    for _ in range(5):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
 def adam_step_seconds(**options) -> float:
     net = FeedForward(88, SIZES["paper"][0])
     x, y = data(32, 0)
@@ -96,9 +150,15 @@ def main() -> None:
     full = through_lightning(hidden, batch_size, args.epochs, train, val)
     bf16 = through_lightning(hidden, batch_size, args.epochs, train, val, precision="bf16-mixed")
     print(f"paper fit, {args.epochs} epochs: 32-true {full:.2f} s, bf16-mixed {bf16:.2f} s")
+    batched_speedup = {}
+    for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        apart, batched = members_apart_seconds(5, 512, 200, dtype), members_batched_seconds(5, 512, 200, dtype)
+        batched_speedup[name] = apart / batched
+        print(f"5 members, 512-512, {name}: apart {apart * 1e3:.2f} ms/step, batched {batched * 1e3:.2f} ms/step")
     print(
         f"lightning_overhead_paper={overhead['paper']:.2f} lightning_overhead_demo={overhead['demo']:.2f} "
-        f"fused_adam_speedup={foreach / fused:.2f} bf16_speedup_paper={full / bf16:.2f}"
+        f"fused_adam_speedup={foreach / fused:.2f} bf16_speedup_paper={full / bf16:.2f} "
+        f"batched_ensemble_speedup={batched_speedup['float32']:.2f}"
     )
 
 
