@@ -3,7 +3,7 @@ corpora), never on EMOVO or URDU. Tasks: EMO-DB -> SAVEE, SAVEE -> EMO-DB, and f
 folds of both together; two seeds each; score: mean UAR. Run from a project whose features/ hold the
 real corpora (`make real`'s features stage):
 
-    python reports/real-corpora/selection/select.py NAME[,NAME...] corpus|speaker[,...] [FEATURES_DIR]
+    python reports/real-corpora/selection/run_selection.py NAME[,NAME...] corpus|speaker[,...] [FEATURES_DIR]
 
 It writes NAMEs_NORMs.csv beside itself (selection_runs.csv holds every row of the session's runs).
 """
@@ -64,6 +64,8 @@ cands = {
   "dbn512_e9_do": ("dbn", dict(hidden=[512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=9, finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4})),
   "dbn512_e5_do_n": ("dbn", dict(hidden=[512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4, "input_noise": 0.3})),
   "dbn512x3_e5_do": ("dbn", dict(hidden=[512, 512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4})),
+  # a later probe: do the members gain from training on more of the training speakers?
+  "dbn512_e5_do_v10": ("dbn", dict(hidden=[512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4, "validation_fraction": 0.1})),
 }
 which = sys.argv[1].split(",") if len(sys.argv) > 1 else list(cands)
 norms = [Normalization(n) for n in (sys.argv[2].split(",") if len(sys.argv) > 2 else ["corpus"])]
