@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
-from .errors import ConfigError
+from .errors import ConfigError, choice
 from .rbm import RBM, VisibleUnits
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,7 @@ class Precision(StrEnum):
 
 def precision_of(value: str, owner: str) -> Precision:
     """`value` as a Precision; anything else is refused naming the setting and the choices."""
-    if value not in set(Precision):
-        raise ConfigError(f"{owner}.precision is {value!r}; use one of {', '.join(Precision)}")
-    precision = Precision(value)
+    precision = choice(Precision, value, f"{owner}.precision")
     if precision is Precision.BF16_MIXED and not native_bf16():
         _warn_emulated_bf16(owner)
     return precision

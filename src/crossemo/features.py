@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .audio import BadAudio, check_header, read_utterance
 from .checked_files import discard, read_checked, write_checked
-from .errors import ConfigError
+from .errors import ConfigError, choice
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,7 @@ class FeatureSettings:
 
     def __post_init__(self):
         object.__setattr__(self, "on_bad_audio", OnBadAudio(self.on_bad_audio))
-        if self.feature_set not in set(FeatureSet):
-            choices = ", ".join(FeatureSet)
-            raise ConfigError(f"features.feature_set is {self.feature_set!r}; use one of {choices}")
-        object.__setattr__(self, "feature_set", FeatureSet(self.feature_set))
+        object.__setattr__(self, "feature_set", choice(FeatureSet, self.feature_set, "features.feature_set"))
         if self.workers < 1:
             raise ConfigError(f"features.workers must be at least 1, not {self.workers}")
 
