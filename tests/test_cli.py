@@ -28,7 +28,7 @@ def test_a_users_mistake_is_one_line_naming_the_key(tmp_path):
     done = crossemo("experiment", "within", cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
-        "error: experiments (within): 'per-utterance' is not a valid Normalization"
+        "error: experiments.normalization is 'per-utterance'; use one of train, corpus, speaker"
     ]
     params["experiments"]["normalisation"] = params["experiments"].pop("normalization")  # a typo'd key
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

@@ -83,3 +83,51 @@ def test_tuning_and_registry_sections_are_typed_settings_with_overrides(params):
     assert (registry.model, registry.corpora, registry.seed) == (params["registry"]["model"], ("savee",), 0)
     with pytest.raises(ConfigError, match="registry: .*unexpected keyword argument 'modle'"):
         registry_settings({"registry": {"modle": "svm"}})
+
+
+@pytest.mark.parametrize(
+    "section, key, choices",
+    [
+        ("experiments", "normalization", "train, corpus, speaker"),
+        ("experiments", "unlabeled", None),
+        ("experiments", "executor", "local, dask"),
+        ("registry", "normalization", "train, corpus, speaker"),
+        ("features", "on_bad_audio", None),
+        ("models.dbn_demo", "pretrain_data", "train, train+unlabeled, unlabeled"),
+        ("models.dbn_demo", "finetune.precision", "32-true, bf16-mixed"),
+    ],
+)
+def test_a_word_outside_a_fixed_vocabulary_is_refused_naming_its_key_and_choices(params, section, key, choices):
+    from copy import deepcopy
+
+    from crossemo.config import experiment_settings, registry_settings
+
+    bad = deepcopy(params)
+    node = bad
+    for part in [*section.split("."), *key.split(".")[:-1]]:
+        node = node[part]
+    node[key.split(".")[-1]] = "bogus"
+    build = {
+        "experiments": lambda: experiment_settings(bad, "within"),
+        "registry": lambda: registry_settings(bad),
+        "features": lambda: feature_settings(bad),
+        "models.dbn_demo": lambda: model_from_params(bad, "dbn_demo"),
+    }[section]
+    with pytest.raises(ConfigError) as refused:
+        build()
+    where = f"{section}: {key}" if section.startswith("models.") else f"{section}.{key}"  # a model's keys are its own
+    assert f"{where} is 'bogus'; use one of " in str(refused.value)
+    if choices:
+        assert str(refused.value).endswith(f"use one of {choices}")
+
+
+def test_a_models_settings_are_checked_when_it_is_built_not_when_it_first_fits(params):
+    from copy import deepcopy
+
+    bad = deepcopy(params)
+    bad["models"]["dbn_demo"]["pretrain"]["epoch"] = 5  # a typo for epochs
+    with pytest.raises(ConfigError, match="models.dbn_demo: pretrain: got an unexpected keyword argument 'epoch'"):
+        model_from_params(bad, "dbn_demo")
+    bad["models"]["mlp_demo"]["finetune"]["precision"] = "16-mixed"
+    with pytest.raises(ConfigError, match="models.mlp_demo: finetune.precision is '16-mixed'"):
+        model_from_params(bad, "mlp_demo")

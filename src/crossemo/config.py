@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from .corpora import LOADERS, PAPER_VALENCE, ValenceMap
-from .errors import ConfigError
+from .errors import ConfigError, choice, settings_from
 from .features import FeatureSettings
 from .splits import Normalization
 
@@ -58,20 +58,8 @@ def corpus_config(params: dict, name: str) -> CorpusConfig:
     return CorpusConfig(name, loader, Path(spec["root"]), valence, dict(spec.get("options") or {}))
 
 
-def _settings(cls, section: str, values: dict):
-    """A settings dataclass from a params.yaml section; an unknown key or value names the section."""
-    try:
-        return cls(**values)
-    except TypeError as error:  # an unknown key: a typo in params.yaml
-        raise ConfigError(f"{section}: {error}".replace(f"{cls.__name__}.__init__() ", "")) from None
-    except ValueError as error:
-        if isinstance(error, ConfigError):
-            raise
-        raise ConfigError(f"{section}: {error}") from None  # e.g. an enum value: 'x' is not a valid Normalization
-
-
 def feature_settings(params: dict) -> FeatureSettings:
-    return _settings(FeatureSettings, "features", params.get("features") or {})
+    return settings_from(FeatureSettings, "features", params.get("features") or {})
 
 
 class Scenario(StrEnum):
@@ -130,14 +118,16 @@ class ExperimentSettings:
     target_audio: tuple[TargetAudio, ...] = (TargetAudio.UNSEEN, TargetAudio.USED)  # transfer: each way in turn
 
     def __post_init__(self):
-        object.__setattr__(self, "normalization", Normalization(self.normalization))
-        object.__setattr__(self, "target_audio", tuple(TargetAudio(a) for a in self.target_audio))
+        normalization = choice(Normalization, self.normalization, "experiments.normalization")
+        object.__setattr__(self, "normalization", normalization)
+        audio = tuple(choice(TargetAudio, a, "experiments.transfer.target_audio") for a in self.target_audio)
+        object.__setattr__(self, "target_audio", audio)
         for name in ("test_only", "train_corpora", "test_corpora"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, tuple(getattr(self, name)))
         refuse_test_only(self.train_corpora or (), self.test_only, "experiments.transfer.train_corpora")
-        object.__setattr__(self, "unlabeled", UnlabeledPool(self.unlabeled))
-        object.__setattr__(self, "executor", Executor(self.executor))
+        object.__setattr__(self, "unlabeled", choice(UnlabeledPool, self.unlabeled, "experiments.unlabeled"))
+        object.__setattr__(self, "executor", choice(Executor, self.executor, "experiments.executor"))
         for name in ("models", "seeds", "within_protocols", "fractions"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         unknown = set(self.within_protocols) - {"random", "speaker", "sessions"}
@@ -179,7 +169,7 @@ def experiment_settings(params: dict, scenario: str):
     for name in Scenario:  # the other scenarios' own sections
         section.pop(name.value, None)
     values = {**section, **own, "test_only": test_only_corpora(params)}
-    return _settings(ExperimentSettings, f"experiments ({scenario})", values)
+    return settings_from(ExperimentSettings, f"experiments ({scenario})", values)
 
 
 @dataclass(frozen=True)
@@ -254,7 +244,7 @@ class TuneSettings:
 def tuning_settings(params: dict, **overrides) -> TuneSettings:
     """params.yaml's `tuning` section, with command-line overrides (None: not given)."""
     section = {**(params.get("tuning") or {}), **{k: v for k, v in overrides.items() if v is not None}}
-    return _settings(TuneSettings, "tuning", section)
+    return settings_from(TuneSettings, "tuning", section)
 
 
 @dataclass(frozen=True)
@@ -268,7 +258,7 @@ class RegistrySettings:
     normalization: Normalization = Normalization.TRAIN  # as experiments.normalization; see serving.ValencePipeline
 
     def __post_init__(self):
-        object.__setattr__(self, "normalization", Normalization(self.normalization))
+        object.__setattr__(self, "normalization", choice(Normalization, self.normalization, "registry.normalization"))
         if self.corpora is not None:
             object.__setattr__(self, "corpora", tuple(self.corpora))
 
@@ -276,4 +266,4 @@ class RegistrySettings:
 def registry_settings(params: dict, **overrides) -> RegistrySettings:
     """params.yaml's `registry` section, with command-line overrides (None: not given)."""
     section = {**(params.get("registry") or {}), **{k: v for k, v in overrides.items() if v is not None}}
-    return _settings(RegistrySettings, "registry", section)
+    return settings_from(RegistrySettings, "registry", section)

@@ -22,3 +22,15 @@ def choice(vocabulary: type[Vocabulary], value: str, key: str) -> Vocabulary:
     if value not in set(vocabulary):
         raise ConfigError(f"{key} is {value!r}; use one of {', '.join(vocabulary)}")
     return vocabulary(value)
+
+
+def settings_from(cls, section: str, values: dict):
+    """A settings dataclass from a params.yaml section; an unknown key or value names the section."""
+    try:
+        return cls(**values)
+    except TypeError as error:  # an unknown key: a typo in params.yaml
+        raise ConfigError(f"{section}: {error}".replace(f"{cls.__name__}.__init__() ", "")) from None
+    except ValueError as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(f"{section}: {error}") from None  # a value a dataclass rejects without naming its key

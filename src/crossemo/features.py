@@ -49,7 +49,7 @@ class FeatureSettings:
     feature_set: FeatureSet = FeatureSet.EGEMAPS
 
     def __post_init__(self):
-        object.__setattr__(self, "on_bad_audio", OnBadAudio(self.on_bad_audio))
+        object.__setattr__(self, "on_bad_audio", choice(OnBadAudio, self.on_bad_audio, "features.on_bad_audio"))
         object.__setattr__(self, "feature_set", choice(FeatureSet, self.feature_set, "features.feature_set"))
         if self.workers < 1:
             raise ConfigError(f"features.workers must be at least 1, not {self.workers}")

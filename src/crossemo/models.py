@@ -14,7 +14,7 @@ import torch
 
 from .baselines import GroupTunedSVMValence, SparseAutoencoderSVM, SVMValence, balanced_decisions, calibrated_svm
 from .dbn import FeedForward, FinetuneSettings, PretrainSettings, RBMStack, finetune, pretrain_stack
-from .errors import ConfigError
+from .errors import ConfigError, choice, settings_from
 from .estimator import ValenceModel
 from .splits import validation_split
 from .stacks import ArtifactStackStore, StackCache, stack_key
@@ -51,11 +51,12 @@ class FineTunedNet(ValenceModel):
         self.callbacks = callbacks  # extra Lightning callbacks for fine-tuning (e.g. Optuna pruning)
         if ensemble < 1:
             raise ConfigError(f"ensemble must be at least 1 member, not {ensemble}")
+        self._finetune_settings()  # a bad key or value is refused here, not after an hour of pretraining
 
     def _finetune_settings(self) -> FinetuneSettings:
         if isinstance(self.finetune, FinetuneSettings):
             return self.finetune
-        return FinetuneSettings(**(self.finetune or {}))
+        return settings_from(FinetuneSettings, "finetune", self.finetune or {})
 
     def _initial_net(
         self, x_train: np.ndarray, x_val: np.ndarray, unlabeled: np.ndarray | None, seed: int
@@ -115,13 +116,14 @@ class DBNValence(FineTunedNet):
         callbacks: list | None = None,
     ):
         super().__init__(hidden, finetune, ensemble, seed, progress, logger, callbacks)
-        self.pretrain, self.pretrain_data, self.stack_store = pretrain, PretrainData(pretrain_data), stack_store
+        self.pretrain, self.stack_store = pretrain, stack_store
+        self.pretrain_data = choice(PretrainData, pretrain_data, "pretrain_data")
+        self._settings()  # refused at construction, as finetune's
 
     def _settings(self) -> tuple[PretrainSettings, FinetuneSettings]:
-        pre = (
-            self.pretrain if isinstance(self.pretrain, PretrainSettings) else PretrainSettings(**(self.pretrain or {}))
-        )
-        return pre, self._finetune_settings()
+        if isinstance(self.pretrain, PretrainSettings):
+            return self.pretrain, self._finetune_settings()
+        return settings_from(PretrainSettings, "pretrain", self.pretrain or {}), self._finetune_settings()
 
     @property
     def needs_unlabeled_pool(self) -> bool:
@@ -246,7 +248,10 @@ def model_from_config(configs: dict, name: str, seed: int = 0, **runtime) -> Val
     if kind not in MODELS:
         raise ConfigError(f"models.{name}.model is {kind!r}; use one of {', '.join(MODELS)}")
     offered = {key: value for key, value in runtime.items() if key in MODELS[kind].RUNTIME}
-    return make_model(kind, seed=seed, **spec, **offered)
+    try:
+        return make_model(kind, seed=seed, **spec, **offered)
+    except ConfigError as error:  # a model's own check names its key; say which configuration holds it
+        raise ConfigError(f"models.{name}: {error}") from None
 
 
 def model_from_params(params: dict, name: str, seed: int = 0, **runtime) -> ValenceModel:
