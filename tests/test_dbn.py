@@ -366,3 +366,62 @@ def test_input_noise_changes_the_fit_and_stays_seeded():
     )
     np.testing.assert_array_equal(fit(0.5), fit(0.5))
     assert not np.allclose(fit(0.5), fit(0.0))
+
+
+def test_without_validation_rows_finetuning_runs_max_epochs_and_keeps_the_last_weights(tmp_path):
+    """validation_fraction 0: no early stopping, no best-epoch choice; the same updates as a plain
+    loop of exactly max_epochs over the seeded mini-batches."""
+    x, y, _ = blobs(seed=5, shift=0.8)
+    t = torch.from_numpy
+    labels = t((y == "positive").astype(np.int64))
+    settings = FinetuneSettings(learning_rate=0.02, max_epochs=4, min_epochs=1, patience=1, batch_size=32)
+    settings = FinetuneSettings(**{**settings.__dict__, "validation_fraction": 0.0})
+    torch.manual_seed(2)
+    net = FeedForward(12, (8,))
+    reference = copy.deepcopy(net)
+    logger = CSVLogger(tmp_path, name="finetune")
+    tuned = finetune(net, t(x), labels, t(x[:0]), labels[:0], settings, logger=logger, progress=False, seed=3)
+
+    counts = torch.bincount(labels, minlength=2).float()
+    optimizer = torch.optim.Adam(reference.parameters(), lr=0.02, foreach=False)
+    order = BatchSampler(RandomSampler(range(len(x)), generator=torch.Generator().manual_seed(3)), 32, False)
+    for _ in range(4):
+        for rows in order:
+            loss = torch.nn.functional.cross_entropy(
+                reference(t(x)[rows]), labels[rows], weight=counts.sum() / (2 * counts)
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    for ours, theirs in zip(tuned.state_dict().values(), reference.state_dict().values()):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+    logged = pd.read_csv(next(tmp_path.rglob("metrics.csv")))
+    assert logged["finetune/train_loss"].notna().sum() == 4 and "finetune/val_loss" not in logged
+    for bad in (1.0, -0.1):
+        with pytest.raises(UserError, match="finetune.validation_fraction is .*or 0 for no early stopping"):
+            FinetuneSettings(validation_fraction=bad)
+
+
+def test_without_early_stopping_every_member_fits_every_training_row(monkeypatch):
+    import crossemo.models as models
+
+    seen = []
+
+    def spy(net, x, y, x_val, y_val, *args):
+        seen.append((len(x), len(x_val)))
+        return real(net, x, y, x_val, y_val, *args)
+
+    real = models.finetune
+    monkeypatch.setattr(models, "finetune", spy)
+    x, y, speakers = blobs(n=120, seed=6)
+    fine = {"max_epochs": 3, "validation_fraction": 0.0}
+    model = DBNValence(hidden=(8,), pretrain={"epochs": 2, "batch_size": 32}, finetune=fine, ensemble=2, seed=1)
+    model.fit(x, y, groups=speakers)
+    assert seen == [(120, 0), (120, 0)]
+    members = [net.head.weight.detach() for net in model.nets_]
+    assert not torch.equal(*members)  # the members still differ: their seeds
+    seen.clear()
+    DBNValence(hidden=(8,), pretrain={"epochs": 2, "batch_size": 32}, finetune={"max_epochs": 3}, seed=1).fit(
+        x, y, groups=speakers
+    )
+    assert seen[0][1] > 0 and sum(seen[0]) == 120  # the default holds speakers out

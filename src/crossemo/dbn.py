@@ -329,11 +329,22 @@ class FinetuneSettings:
     weight_decay: float = 0.0
     dropout: float = 0.0
     input_noise: float = 0.0  # std of Gaussian noise added to the (standardised) inputs of each training batch
-    validation_fraction: float = 0.2  # of the training speakers, held out for early stopping
+    # Of the training speakers, held out for early stopping. 0: no early stopping, every training
+    # row for exactly max_epochs (a validation split of a few speakers picks its epoch by chance).
+    validation_fraction: float = 0.2
     precision: Precision = Precision.FULL  # Lightning's: bf16-mixed autocasts the forward pass
 
     def __post_init__(self):
         object.__setattr__(self, "precision", precision_of(self.precision, "finetune"))
+        if not 0 <= self.validation_fraction < 1:
+            raise ConfigError(
+                f"finetune.validation_fraction is {self.validation_fraction}; use a fraction of the training"
+                " speakers below 1, or 0 for no early stopping (max_epochs on every training row)"
+            )
+
+    @property
+    def early_stopping(self) -> bool:
+        return self.validation_fraction > 0
 
 
 class ValenceClassifier(L.LightningModule):
@@ -342,7 +353,8 @@ class ValenceClassifier(L.LightningModule):
 
     Each Lightning step is a whole epoch (see `one_step_per_epoch`): an Adam step per mini-batch of
     `data`, then one pass over all validation rows, logged in one call. Lightning's validation loop
-    cost more per epoch than the epoch itself on the demo-size nets (bench/finetuning.py).
+    cost more per epoch than the epoch itself on the demo-size nets (bench/finetuning.py). Without
+    validation rows (`validation` None) only the training loss is logged and the last weights stand.
     """
 
     def __init__(
@@ -351,7 +363,7 @@ class ValenceClassifier(L.LightningModule):
         settings: FinetuneSettings,
         class_weights: torch.Tensor,
         data: DataLoader,
-        validation: tuple[torch.Tensor, torch.Tensor],
+        validation: tuple[torch.Tensor, torch.Tensor] | None,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -369,6 +381,9 @@ class ValenceClassifier(L.LightningModule):
 
     def training_step(self, batch, epoch_step):
         train_loss = gradient_epoch(self, self.data, self._loss)
+        if self.validation is None:
+            self.log("finetune/train_loss", train_loss)
+            return
         val_loss, val_uar = self._validate()
         self.log_dict({"finetune/train_loss": train_loss, "finetune/val_loss": val_loss})
         self.log("finetune/val_uar", val_uar, prog_bar=True)
@@ -412,23 +427,25 @@ def finetune(
     callbacks: list | None = None,
 ) -> FeedForward:
     """Supervised training that stops on the validation loss and returns the net at its best
-    validation-UAR epoch."""
+    validation-UAR epoch; without validation rows, the net after exactly max_epochs."""
     L.seed_everything(seed, workers=False, verbose=False)
     counts = torch.bincount(y, minlength=net.head.out_features).clamp(min=1).float()
     train = batches(x, y, batch_size=settings.batch_size, shuffle=True, seed=seed)
-    module = ValenceClassifier(net, settings, counts.sum() / (len(counts) * counts), train, (x_val, y_val))
+    validation = (x_val, y_val) if len(x_val) else None
+    module = ValenceClassifier(net, settings, counts.sum() / (len(counts) * counts), train, validation)
     # Stop on the validation loss, which keeps falling while UAR still sits at 0.5 on the plateau
     # where every sigmoid net starts; keep the weights of the best validation UAR.
     stop = L.pytorch.callbacks.EarlyStopping(
         "finetune/val_loss", mode="min", patience=settings.patience, check_on_train_epoch_end=True
     )
+    min_epochs = min(settings.min_epochs, settings.max_epochs) if validation else settings.max_epochs
     with quiet_lightning(progress):
         trainer(
             settings.max_epochs,
             logger,
             progress,
-            callbacks=[stop, *(callbacks or [])],
-            min_epochs=min(settings.min_epochs, settings.max_epochs),
+            callbacks=[*([stop] if validation else []), *(callbacks or [])],
+            min_epochs=min_epochs,
             precision=settings.precision.value,
         ).fit(module, one_step_per_epoch())
     if module.best_state_ is not None:

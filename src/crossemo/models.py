@@ -67,13 +67,18 @@ class FineTunedNet(ValenceModel):
         """Each member: its own speaker-disjoint validation split, head and batch order (seeds seed,
         seed + 1000, ...; one member is the single net of `seed`), from the same start (for a DBN,
         one pretrained stack). Averaging members that stopped on different held-out speakers steadies
-        what one net's early stopping on a few speakers leaves to chance."""
+        what one net's early stopping on a few speakers leaves to chance. Without early stopping
+        (validation_fraction 0) every member fits every row; they differ by head, dropout and order."""
         fine = self._finetune_settings()
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
         self.nets_ = []
         for member in range(self.ensemble):
             seed = self.seed + 1000 * member
-            train, val = validation_split(y, groups, fine.validation_fraction, seed)
+            train, val = (
+                validation_split(y, groups, fine.validation_fraction, seed)
+                if fine.early_stopping
+                else (np.arange(len(y)), np.arange(0))  # members differ by their seed alone
+            )
             net = self._initial_net(x[train], x[val], unlabeled, seed)
             curves = self.logger if member == 0 else None  # one member's curves: the others' look alike
             self.nets_.append(
@@ -158,7 +163,7 @@ class DBNValence(FineTunedNet):
         pre = self._settings()[0]
 
         def build() -> RBMStack:
-            monitor = None if held_out is None else torch.from_numpy(held_out)
+            monitor = None if held_out is None or not len(held_out) else torch.from_numpy(held_out)
             return pretrain_stack(
                 torch.from_numpy(x_pre), self.hidden, pre, monitor, self.logger, self.progress, self.seed
             )

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from crossemo.report import compare
+
 HERE = Path(__file__).parent
 STUDY = HERE.parent
 SCENARIOS = ("within", "leave_one_out", "transfer")
@@ -74,7 +76,34 @@ def feature_sets() -> str:
     )
 
 
+ALL_SCENARIOS = ("within", "single_source", "target_fraction", "multi_source", "leave_one_out", "transfer")
+
+
+def fixed_epochs() -> str:
+    """dbn_best fine-tuned on every training row for 60 epochs (finetune.validation_fraction: 0), 3
+    seeds, every scenario, beside the study's dbn_best (early stopping) and svm; then crossemo
+    compare's paired-seed change per scenario (mean over its cells, and how many cells moved)."""
+    study = pd.concat([pd.read_parquet(STUDY / f"{s}.parquet") for s in ALL_SCENARIOS], ignore_index=True)
+    fixed = pd.concat([pd.read_parquet(HERE / f"dbn_best_fixed60_{s}.parquet") for s in ALL_SCENARIOS])
+    early = study[study["model"] == "dbn_best"]
+    runs = pd.concat(
+        [
+            early.assign(model="dbn_best (early stopping)"),
+            fixed.assign(model="dbn_best, 60 epochs, every row"),
+            study[study["model"] == "svm"],
+        ]
+    )
+    compared = compare(early, fixed)
+    moved = compared.assign(up=compared["change_ci_low"] > 0, down=compared["change_ci_high"] < 0, cells=1).groupby(
+        ["scenario", "protocol"]
+    )
+    changes = moved.agg(change=("change", "mean"), cells=("cells", "sum"), up=("up", "sum"), down=("down", "sum"))
+    changes["change"] = (100 * changes["change"]).round(1)
+    return mean_uar(runs, ["model"]).to_markdown() + "\n\n" + changes.to_markdown()
+
+
 if __name__ == "__main__":
     print("## DBN features + SVM\n\n" + hybrid())
     print("\n## svm_cv's gamma grid\n\n" + svm_cv_grid())
     print("\n## Feature sets\n\n" + feature_sets())
+    print("\n## Fine-tuning without early stopping\n\n" + fixed_epochs())
