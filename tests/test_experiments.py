@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
+from crossemo.errors import ConfigError
 from crossemo.experiments import ExperimentSettings, Runner
+from crossemo.models import DBNValence
 from crossemo.report import write_report
 
 from .conftest import feature_table
@@ -83,20 +85,26 @@ def test_runs_are_nested_and_filterable_in_mlflow(store):
     assert not client.get_metric_history(trained["run_id"].iloc[0], "pretrain/layer0/reconstruction_error")
 
 
-def test_a_crash_marks_its_run_failed(store):
-    broken = {
-        "bad": {
-            "model": "dbn",
-            "hidden": [8],
-            "pretrain": {"epochs": 1},
-            "finetune": {"max_epochs": 1, "nonsense": 1},
-        }
-    }
-    with pytest.raises(TypeError):
-        Runner("leave_one_out", feature_table(), broken, settings(store, models=("bad",)), progress=False).run()
+def test_a_crash_marks_its_run_failed(store, monkeypatch):
+    # A bug inside a fit (a bad setting would be refused when the model is built, before any run)
+    def crash(self, *args):
+        raise RuntimeError("a bug inside a fit")
+
+    monkeypatch.setattr(DBNValence, "_fit", crash)
+    models = {"dbn_tiny": {**TINY["dbn_tiny"], "pretrain_data": "train"}}  # no pool: no pretraining run first
+    with pytest.raises(RuntimeError, match="a bug inside a fit"):
+        Runner("leave_one_out", feature_table(), models, settings(store, models=("dbn_tiny",)), progress=False).run()
     mlflow.set_tracking_uri(store)
     statuses = set(mlflow.search_runs(experiment_names=["crossemo-leave_one_out"])["status"])
     assert statuses == {"FAILED"}
+
+
+def test_a_bad_setting_is_refused_before_any_run_starts(store):
+    broken = {"bad": {**TINY["dbn_tiny"], "finetune": {"max_epochs": 1, "nonsense": 1}}}
+    with pytest.raises(ConfigError, match="models.bad: finetune: got an unexpected keyword argument 'nonsense'"):
+        Runner("leave_one_out", feature_table(), broken, settings(store, models=("bad",)), progress=False).run()
+    mlflow.set_tracking_uri(store)
+    assert mlflow.search_runs(search_all_experiments=True).empty
 
 
 def test_same_seed_same_metrics(store):

@@ -211,6 +211,8 @@ class Runner:
         self.table, self.features = labelled_rows(self.table)
         self.corpora = list(dict.fromkeys(self.table["corpus"]))
         self.languages = self.table.groupby("corpus")["language"].first().to_dict()
+        for name in self.settings.models:  # a bad setting is refused now, before any run opens
+            model_from_config(self.models, name)
 
     def run(self) -> pd.DataFrame:
         uri = tracking.configure(self.settings.tracking_uri)  # made absolute there, for every worker

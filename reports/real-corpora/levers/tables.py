@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from crossemo.metrics import mean_ci
 from crossemo.report import compare
 
 HERE = Path(__file__).parent
@@ -102,8 +103,29 @@ def fixed_epochs() -> str:
     return mean_uar(runs, ["model"]).to_markdown() + "\n\n" + changes.to_markdown()
 
 
+def fixed_epochs_spread() -> str:
+    """The 95% interval's half-width (points) over the 3 seeds, per within-corpus and leave-one-out
+    cell: dbn_best early-stopped (the study), dbn_best on every row for 60 epochs, the study's svm."""
+    rows = []
+    for scenario in ("within", "leave_one_out"):
+        study = pd.read_parquet(STUDY / f"{scenario}.parquet")
+        fixed = pd.read_parquet(HERE / f"dbn_best_fixed60_{scenario}.parquet")
+        for name, runs in (
+            ("early stopping", study[study["model"] == "dbn_best"]),
+            ("60 epochs", fixed),
+            ("svm", study[study["model"] == "svm"]),
+        ):
+            per_seed = runs.groupby(["protocol", "target", "seed"])["uar"].mean()
+            for (protocol, target), seeds in per_seed.groupby(level=[0, 1]):
+                _, _, low, high = mean_ci(seeds.to_numpy())
+                rows.append(dict(model=name, protocol=protocol, target=target, half_width=100 * (high - low) / 2))
+    table = pd.DataFrame(rows).pivot_table(index=["protocol", "target"], columns="model", values="half_width")
+    return table[["early stopping", "60 epochs", "svm"]].round(1).to_markdown()
+
+
 if __name__ == "__main__":
     print("## DBN features + SVM\n\n" + hybrid())
     print("\n## svm_cv's gamma grid\n\n" + svm_cv_grid())
     print("\n## Feature sets\n\n" + feature_sets())
     print("\n## Fine-tuning without early stopping\n\n" + fixed_epochs())
+    print("\n95% half-widths over seeds\n\n" + fixed_epochs_spread())
