@@ -161,14 +161,16 @@ def test_two_workers_give_the_same_results_and_pretrain_each_stack_once(store):
     children = runs[runs["run_id"].isin(parallel["run_id"])]
     parents = set(children["tags.mlflow.parentRunId"])
     assert len(parents) == 1 and runs.loc[runs["run_id"].isin(parents), "status"].item() == "FINISHED"
-    # Three DBN fits (one per source) share the one stack of seed 0: it is pretrained once, ahead of them.
+    # Three DBN fits (one per source) share the one stack of seed 0: it is pretrained once. The
+    # warm-up and the first fit start together on the two workers; whichever takes the stack's lock
+    # first pretrains it (usually the warm-up, under load sometimes the fit), the other finds it stored.
     client = mlflow.MlflowClient()
     under_parent = runs[runs["tags.mlflow.parentRunId"].isin(parents)]
+    assert (under_parent["tags.stage"] == "pretraining").sum() == 1  # the warm-up ran
     pretrained = [
         r for r in under_parent["run_id"] if client.get_metric_history(r, "pretrain/layer0/reconstruction_error")
     ]
     assert len(pretrained) == 1
-    assert under_parent.loc[under_parent["run_id"] == pretrained[0], "tags.stage"].item() == "pretraining"
 
 
 def test_two_workers_carry_each_jobs_own_features_under_training_set_normalisation(store):
