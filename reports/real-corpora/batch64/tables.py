@@ -1,0 +1,44 @@
+"""The tables of ../batch64.md: the three networks fine-tuned in batches of 64 instead of 32, against
+the bf16 rerun of the study (../precision/, the same code and precision otherwise), on the same
+splits, seeds and pretrained stacks.
+
+    python reports/real-corpora/batch64/tables.py
+
+The runs here were made with `crossemo experiment <scenario> --out ...` in that rerun's project,
+`experiments.models: [dbn_paper, dbn_best, mlp_paper]`, each one's `finetune.batch_size: 64`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from crossemo.report import compare
+
+HERE = Path(__file__).parent
+BEFORE = HERE.parent / "precision"
+SCENARIOS = ("within", "single_source", "target_fraction", "multi_source", "leave_one_out", "transfer")
+
+
+def changes() -> pd.DataFrame:
+    """Per model and scenario: mean UAR (%) before and after, the mean paired-seed change over the
+    scenario's cells, and how many cells' 95% intervals lie wholly above or below 0."""
+    before = pd.concat([pd.read_parquet(BEFORE / f"{s}.parquet") for s in SCENARIOS], ignore_index=True)
+    after = pd.concat([pd.read_parquet(HERE / f"{s}.parquet") for s in SCENARIOS], ignore_index=True)
+    compared = compare(before, after)
+    compared = compared.assign(up=compared["change_ci_low"] > 0, down=compared["change_ci_high"] < 0, cells=1)
+    table = compared.groupby(["model", "scenario", "protocol"]).agg(
+        batch_32=("before", "mean"),
+        batch_64=("after", "mean"),
+        change=("change", "mean"),
+        cells=("cells", "sum"),
+        up=("up", "sum"),
+        down=("down", "sum"),
+    )
+    for column in ("batch_32", "batch_64", "change"):
+        table[column] = (100 * table[column]).round(1)
+    return table
+
+
+if __name__ == "__main__":
+    print(changes().to_markdown())
