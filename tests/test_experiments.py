@@ -242,6 +242,26 @@ def test_compare_pairs_configurations_and_seeds_and_gives_the_change_an_interval
     assert "| dbn | a | a | 10% | 50.0 | 50.0 | +0.0 | n/a |" in table and "| 40% |" in table  # one seed: no interval
 
 
+def test_a_comparison_sums_up_per_group_how_many_cells_moved_beyond_the_seeds():
+    from crossemo.report import comparison_by
+
+    compared = pd.DataFrame(
+        {
+            "model": ["dbn", "dbn", "dbn", "svm"],
+            "before": [0.60, 0.70, 0.50, 0.60],
+            "after": [0.70, 0.60, 0.52, 0.60],
+            "change": [0.10, -0.10, 0.02, 0.0],
+            "change_ci_low": [0.05, -0.20, -0.01, np.nan],  # above 0, below 0, holding 0; one seed: no interval
+            "change_ci_high": [0.15, -0.02, 0.05, np.nan],
+        }
+    )
+    table = comparison_by(compared, ["model"])
+    dbn = table.loc["dbn"]
+    assert (dbn["cells"], dbn["above_0"], dbn["below_0"], dbn["interval_holds_0"]) == (3, 1, 1, 1)
+    assert dbn["before"] == pytest.approx(60.0) and dbn["change"] == pytest.approx(0.6667, abs=1e-4)  # points
+    assert (table.loc["svm", ["cells", "above_0", "below_0", "interval_holds_0"]] == [1, 0, 0, 0]).all()
+
+
 def test_one_seed_has_no_interval_rather_than_a_zero_width_one(store, tmp_path):
     results = Runner("leave_one_out", feature_table(), TINY, settings(store, models=("svm",)), progress=False).run()
     write_report(results, tmp_path / "reports")

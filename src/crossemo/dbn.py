@@ -433,18 +433,21 @@ def finetune(
     train = batches(x, y, batch_size=settings.batch_size, shuffle=True, seed=seed)
     validation = (x_val, y_val) if len(x_val) else None
     module = ValenceClassifier(net, settings, counts.sum() / (len(counts) * counts), train, validation)
-    # Stop on the validation loss, which keeps falling while UAR still sits at 0.5 on the plateau
-    # where every sigmoid net starts; keep the weights of the best validation UAR.
-    stop = L.pytorch.callbacks.EarlyStopping(
-        "finetune/val_loss", mode="min", patience=settings.patience, check_on_train_epoch_end=True
-    )
-    min_epochs = min(settings.min_epochs, settings.max_epochs) if validation else settings.max_epochs
+    if validation:
+        # Stop on the validation loss, which keeps falling while UAR still sits at 0.5 on the plateau
+        # where every sigmoid net starts; keep the weights of the best validation UAR.
+        stop = L.pytorch.callbacks.EarlyStopping(
+            "finetune/val_loss", mode="min", patience=settings.patience, check_on_train_epoch_end=True
+        )
+        stops, min_epochs = [stop], min(settings.min_epochs, settings.max_epochs)
+    else:  # every training row for exactly max_epochs
+        stops, min_epochs = [], settings.max_epochs
     with quiet_lightning(progress):
         trainer(
             settings.max_epochs,
             logger,
             progress,
-            callbacks=[*([stop] if validation else []), *(callbacks or [])],
+            callbacks=[*stops, *(callbacks or [])],
             min_epochs=min_epochs,
             precision=settings.precision.value,
         ).fit(module, one_step_per_epoch())

@@ -123,12 +123,15 @@ class DBNValence(FineTunedNet):
         super().__init__(hidden, finetune, ensemble, seed, progress, logger, callbacks)
         self.pretrain, self.stack_store = pretrain, stack_store
         self.pretrain_data = choice(PretrainData, pretrain_data, "pretrain_data")
-        self._settings()  # refused at construction, as finetune's
+        self._pretrain_settings()  # refused at construction, as finetune's
+
+    def _pretrain_settings(self) -> PretrainSettings:
+        if isinstance(self.pretrain, PretrainSettings):
+            return self.pretrain
+        return settings_from(PretrainSettings, "pretrain", self.pretrain or {})
 
     def _settings(self) -> tuple[PretrainSettings, FinetuneSettings]:
-        if isinstance(self.pretrain, PretrainSettings):
-            return self.pretrain, self._finetune_settings()
-        return settings_from(PretrainSettings, "pretrain", self.pretrain or {}), self._finetune_settings()
+        return self._pretrain_settings(), self._finetune_settings()
 
     @property
     def needs_unlabeled_pool(self) -> bool:
@@ -160,7 +163,7 @@ class DBNValence(FineTunedNet):
 
     def _stack(self, x_pre: np.ndarray, held_out: np.ndarray | None) -> RBMStack:
         """The stack for these rows: from the store when it has it, else pretrained (and stored)."""
-        pre = self._settings()[0]
+        pre = self._pretrain_settings()
 
         def build() -> RBMStack:
             monitor = None if held_out is None or not len(held_out) else torch.from_numpy(held_out)

@@ -471,6 +471,25 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, metric: str = "uar") -> p
     return compared.sort_values(KEYS, na_position="first").reset_index(drop=True)
 
 
+def comparison_by(compared: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """`compare`'s cells summed up per group (e.g. model and scenario): how many cells, the mean
+    metric before and after and the mean change (in points), and how many cells' 95% intervals hold
+    0 (no larger a change than another seed would make), lie wholly above or wholly below it."""
+    low, high = compared["change_ci_low"], compared["change_ci_high"]
+    flagged = compared.assign(holds_zero=(low <= 0) & (high >= 0), above=low > 0, below=high < 0)
+    table = flagged.groupby(by, sort=False).agg(
+        cells=("change", "size"),
+        before=("before", "mean"),
+        after=("after", "mean"),
+        change=("change", "mean"),
+        interval_holds_0=("holds_zero", "sum"),
+        above_0=("above", "sum"),
+        below_0=("below", "sum"),
+    )
+    table[["before", "after", "change"]] *= 100
+    return table
+
+
 def comparison_markdown(compared: pd.DataFrame, before: str, after: str, metric: str = "uar") -> str:
     columns = ["scenario", "protocol", "model", "source", "target"]
     if (compared["fraction"].fillna(0) > 0).any():  # target-fraction rows differ by their share of the target alone

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from crossemo.metrics import mean_ci
-from crossemo.report import compare
+from crossemo.report import compare, comparison_by
 
 HERE = Path(__file__).parent
 STUDY = HERE.parent
@@ -94,12 +94,8 @@ def fixed_epochs() -> str:
             study[study["model"] == "svm"],
         ]
     )
-    compared = compare(early, fixed)
-    moved = compared.assign(up=compared["change_ci_low"] > 0, down=compared["change_ci_high"] < 0, cells=1).groupby(
-        ["scenario", "protocol"]
-    )
-    changes = moved.agg(change=("change", "mean"), cells=("cells", "sum"), up=("up", "sum"), down=("down", "sum"))
-    changes["change"] = (100 * changes["change"]).round(1)
+    changes = comparison_by(compare(early, fixed), ["scenario", "protocol"])
+    changes = changes[["cells", "change", "interval_holds_0", "above_0", "below_0"]].round(1)
     return mean_uar(runs, ["model"]).to_markdown() + "\n\n" + changes.to_markdown()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from crossemo.metrics import mean_ci
-from crossemo.report import KEYS, compare
+from crossemo.report import KEYS, compare, comparison_by
 
 HERE = Path(__file__).parent
 STUDY = HERE.parent
@@ -33,22 +33,7 @@ def pairs() -> pd.DataFrame:
 def summary(compared: pd.DataFrame) -> pd.DataFrame:
     """Per scenario and model: mean UAR before and after, the mean change, and how many cells' 95%
     intervals hold 0 (a change no larger than another seed would make), lie above or below it."""
-    compared = compared.assign(
-        holds_zero=(compared["change_ci_low"] <= 0) & (compared["change_ci_high"] >= 0),
-        above=compared["change_ci_low"] > 0,
-        below=compared["change_ci_high"] < 0,
-    )
-    table = compared.groupby(["scenario", "model"], sort=False).agg(
-        cells=("change", "size"),
-        before=("before", "mean"),
-        after=("after", "mean"),
-        change=("change", "mean"),
-        interval_holds_0=("holds_zero", "sum"),
-        above_0=("above", "sum"),
-        below_0=("below", "sum"),
-    )
-    table[["before", "after", "change"]] = (100 * table[["before", "after", "change"]]).round(2)
-    return table
+    return comparison_by(compared, ["scenario", "model"]).round(2)
 
 
 def scenario_changes() -> pd.DataFrame:
