@@ -109,7 +109,7 @@ def test_a_bad_setting_is_refused_before_any_run_starts(store):
 
 def test_same_seed_same_metrics(store):
     first = Runner("within", feature_table(), TINY, settings(store), progress=False).run()
-    again = Runner("within", feature_table(), TINY, settings(store), progress=False).run()
+    again = Runner("within", feature_table(), TINY, settings(store, reuse_fits=False), progress=False).run()
     metrics = ["accuracy", "uar", "macro_f1"]
     pd.testing.assert_frame_equal(first[metrics], again[metrics])
     assert set(first["protocol"]) == {"random", "speaker"}
@@ -151,9 +151,8 @@ def test_report_writes_metrics_figures_and_paper_comparison(store, tmp_path):
 
 def test_two_workers_give_the_same_results_and_pretrain_each_stack_once(store):
     serial = Runner("single_source", feature_table(), TINY, settings(store), progress=False).run()
-    parallel = Runner(
-        "single_source", feature_table(), TINY, settings(store, workers=2, cache_dir=".cache/other"), progress=False
-    ).run()
+    fresh = dict(workers=2, cache_dir=".cache/other", reuse_fits=False)  # fit again, on two workers
+    parallel = Runner("single_source", feature_table(), TINY, settings(store, **fresh), progress=False).run()
     columns = ["model", "source", "target", "seed", "accuracy", "uar", "macro_f1", "confusion"]
     pd.testing.assert_frame_equal(serial[columns], parallel[columns])
     mlflow.set_tracking_uri(store)
@@ -174,7 +173,7 @@ def test_two_workers_give_the_same_results_and_pretrain_each_stack_once(store):
 
 
 def test_two_workers_carry_each_jobs_own_features_under_training_set_normalisation(store):
-    train_only = dict(normalization="train", models=("svm",))
+    train_only = dict(normalization="train", models=("svm",), reuse_fits=False)
     serial = Runner("leave_one_out", feature_table(), TINY, settings(store, **train_only), progress=False).run()
     parallel = Runner(
         "leave_one_out", feature_table(), TINY, settings(store, workers=2, **train_only), progress=False

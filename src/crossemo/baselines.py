@@ -171,6 +171,10 @@ class SparseAutoencoderSVM(ValenceModel):
         )
         self.C, self.seed, self.progress, self.logger = C, seed, progress, logger
 
+    @property
+    def learns_from_unlabeled(self) -> bool:
+        return True  # the autoencoder learns its code from them
+
     def _fit(self, x, y, groups, unlabeled):
         L.seed_everything(self.seed, workers=False, verbose=False)
         x_all = x if unlabeled is None else np.concatenate([x, unlabeled])

@@ -107,6 +107,7 @@ class ExperimentSettings:
     fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     multi_source_size: int = 2
     log_models: bool = True
+    reuse_fits: bool = True  # a fit already logged with the same inputs and code is loaded, not redone
     cache_dir: str = ".cache/pretrained"
     workers: int = 1  # processes running fits side by side; each gets cores // workers torch threads
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else the project's sqlite store

@@ -35,6 +35,11 @@ class ValenceModel:
         """Whether fit must be given unlabeled rows (a DBN pretrained on a pool alone)."""
         return False
 
+    @property
+    def learns_from_unlabeled(self) -> bool:
+        """Whether the unlabeled rows given to fit change the fitted model (else fit ignores them)."""
+        return False
+
     def fit(self, X, y, groups=None, unlabeled=None) -> ValenceModel:
         """X: features (rows: utterances); y: 'negative'/'positive'; groups: speakers (for validation);
         unlabeled: extra feature rows (any corpus, target included) for unsupervised learning."""

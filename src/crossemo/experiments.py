@@ -26,6 +26,7 @@ from .epoch_curves import BatchedMLFlowLogger
 from .errors import ConfigError
 from .executors import run_units
 from .features import labelled_rows
+from .fit_cache import FIT_KEY_TAG, find_fitted, fit_key
 from .metrics import evaluate
 from .models import model_from_config
 from .splits import (
@@ -351,6 +352,8 @@ def run_item(context: RunContext, item: StackWarmup | Unit) -> list[tuple[int, d
         # a worker process ended with its stage (SIGTERM to the group) closes its open run as FAILED
         signal.signal(signal.SIGTERM, _raise_interrupt)
     tracking.configure(context.settings.tracking_uri)
+    # a reused fit downloads one small file: a progress bar per unit would bury the stage's own
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if isinstance(item, StackWarmup):
         _warm_up(context, item)
         return []
@@ -372,17 +375,34 @@ def _warm_up(context: RunContext, warmup: StackWarmup) -> None:
 
 
 def run_unit(context: RunContext, unit: Unit) -> list[tuple[int, dict]]:
-    """Fit once (in the unit's first run, which carries the curves), then test on every job's split."""
-    rows, model, fitted_in = [], None, None
+    """Fit once (in the unit's first run, which carries the curves), or take the same fit from an
+    earlier run (`crossemo.fit_cache`), then test on every job's split."""
+    rows, model, fitted_in, key = [], None, None, None
     for position, job in unit.jobs:
         with _nested_run(context, unit, job) as run:
             x = context.x if job.x is None else job.x
             if model is None:
-                model, fitted_in = _fit(context, unit, job, x, run.info.run_id), run.info.run_id
-            else:
+                key = _fit_key(context, unit, job, x)
+                found = find_fitted(key) if key else None
+                model, fitted_in = found or (_fit(context, unit, job, x, run.info.run_id), run.info.run_id)
+            if fitted_in != run.info.run_id:
                 mlflow.set_tag("model_reused_from", fitted_in)
+            if key:
+                mlflow.set_tag(FIT_KEY_TAG, key)
             rows.append((position, _evaluate(context, unit, job, x, model, run.info.run_id)))
     return rows
+
+
+def _fit_key(context: RunContext, unit: Unit, job: Job, x: np.ndarray) -> str | None:
+    """What the unit's fit depends on (`crossemo.fit_cache.fit_key`); None when fits are not reused
+    (or not logged, so that no run could hand its model on)."""
+    if not (context.settings.reuse_fits and context.settings.log_models):
+        return None
+    train = job.split.train
+    pool = _pool(context, x, job) if model_from_config(context.models, unit.model_name).learns_from_unlabeled else None
+    return fit_key(
+        context.models[unit.model_name], unit.seed, x[train], context.labels[train], context.speakers[train], pool
+    )
 
 
 def _raise_interrupt(signum, frame):

@@ -137,6 +137,10 @@ class DBNValence(FineTunedNet):
     def needs_unlabeled_pool(self) -> bool:
         return self.pretrain_data is PretrainData.UNLABELED
 
+    @property
+    def learns_from_unlabeled(self) -> bool:
+        return self.pretrain_data is not PretrainData.TRAIN
+
     def _pretraining_rows(self, x_train: np.ndarray, unlabeled: np.ndarray | None) -> np.ndarray:
         if self.pretrain_data is PretrainData.TRAIN or unlabeled is None:
             if self.pretrain_data is PretrainData.UNLABELED:
