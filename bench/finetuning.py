@@ -13,9 +13,12 @@ batches of 32) and the demo-size one (88-128-128-256, batches of 64):
      against 32-true;
   4. dbn_best's ensemble (five 88-512-512 members, dropout 0.5, batches of 32): a training step of
      each member apart against one step of all five as one batched network (stacked weights,
-     `torch.baddbmm`), plain PyTorch both, float32 and bfloat16.
+     `torch.baddbmm`), plain PyTorch both, float32 and bfloat16;
+  5. one such member's training step with torch's dropout against `UniformDropout` (its mask from
+     uniform float32 draws).
 Last line: lightning_overhead_paper=<ratio> lightning_overhead_demo=<ratio> fused_adam_speedup=<ratio>
-bf16_speedup_paper=<32-true seconds / bf16-mixed seconds> batched_ensemble_speedup=<apart / batched>.
+bf16_speedup_paper=<32-true seconds / bf16-mixed seconds> batched_ensemble_speedup=<apart / batched>
+uniform_dropout_speedup=<torch's / uniform>.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import warnings
 import torch
 from torch.nn import functional as F
 
-from crossemo.dbn import FeedForward, FinetuneSettings, finetune
+from crossemo.dbn import FeedForward, FinetuneSettings, UniformDropout, finetune
 
 SIZES = {"paper": ((1000, 1000, 2000), 32), "demo": ((128, 128, 256), 64)}
 
@@ -91,15 +94,32 @@ def members_batched_seconds(members: int, hidden: int, steps: int, dtype: torch.
     optimizer = torch.optim.Adam(weights + biases, 1e-3, fused=True)
     x, y = data(32 * members, 3)
     x, y = x.view(members, 32, 88), y.view(members * 32)
+    dropout = UniformDropout(0.5)  # as the members'
 
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
             h = x
             for w, b in zip(weights[:-1], biases[:-1]):
-                h = F.dropout(torch.sigmoid(torch.baddbmm(b, h, w)), 0.5)
+                h = dropout(torch.sigmoid(torch.baddbmm(b, h, w)))
             logits = torch.baddbmm(biases[-1], h, weights[-1])
             # summed over members: each member's slice gets its own mean loss's gradient, as apart
             loss = F.cross_entropy(logits.reshape(-1, 2), y, reduction="sum") / 32
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return _per_step(step, steps)
+
+
+def member_step_seconds(dropout: torch.nn.Module, steps: int) -> float:
+    """Seconds per training step of one dbn_best member (88-512-512, batches of 32) with this dropout."""
+    net = FeedForward(88, (512, 512))
+    net.dropout = dropout
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3, fused=True)
+    x, y = data(32, 4)
+
+    def step():
+        loss = F.cross_entropy(net(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -155,10 +175,12 @@ def main() -> None:
         apart, batched = members_apart_seconds(5, 512, 200, dtype), members_batched_seconds(5, 512, 200, dtype)
         batched_speedup[name] = apart / batched
         print(f"5 members, 512-512, {name}: apart {apart * 1e3:.2f} ms/step, batched {batched * 1e3:.2f} ms/step")
+    bernoulli, uniform = member_step_seconds(torch.nn.Dropout(0.5), 400), member_step_seconds(UniformDropout(0.5), 400)
+    print(f"dbn_best member step, dropout 0.5: torch's {bernoulli * 1e3:.2f} ms, uniform draws {uniform * 1e3:.2f} ms")
     print(
         f"lightning_overhead_paper={overhead['paper']:.2f} lightning_overhead_demo={overhead['demo']:.2f} "
         f"fused_adam_speedup={foreach / fused:.2f} bf16_speedup_paper={full / bf16:.2f} "
-        f"batched_ensemble_speedup={batched_speedup['float32']:.2f}"
+        f"batched_ensemble_speedup={batched_speedup['float32']:.2f} uniform_dropout_speedup={bernoulli / uniform:.2f}"
     )
 
 

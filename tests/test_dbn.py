@@ -18,6 +18,7 @@ from crossemo.dbn import (
     Precision,
     PretrainSettings,
     RBMStack,
+    UniformDropout,
     batches,
     finetune,
     one_step_per_epoch,
@@ -151,6 +152,25 @@ def test_feed_forward_from_stack_computes_the_stack_activations():
     for linear in net.hidden:
         hidden = torch.sigmoid(linear(hidden))
     torch.testing.assert_close(hidden, stack.transform(x))
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_uniform_dropout_is_inverted_dropout_with_torchs_distribution(p):
+    x = torch.rand(400, 500) + 0.5
+    dropout = UniformDropout(p).train()
+    torch.manual_seed(3)
+    y = dropout(x.requires_grad_())
+    kept = y != 0
+    # each unit dropped with probability p (binomial sd ~0.0009 here), the rest scaled by 1 / (1 - p)
+    assert abs(1 - kept.float().mean().item() - p) < 0.005
+    torch.testing.assert_close(y[kept], x[kept] / (1 - p))
+    assert abs(y.mean().item() / x.mean().item() - 1) < 0.01  # expectation kept, as nn.Dropout's
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / (1 - p))  # gradient flows through kept units only
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x.detach()), y.detach())  # seeded
+    assert torch.equal(dropout.eval()(x), x)
+    assert torch.equal(UniformDropout(1.0).train()(x), torch.zeros_like(x))
 
 
 def test_finetuning_returns_the_net_of_the_best_validation_uar(tmp_path):
