@@ -261,6 +261,26 @@ def test_a_comparison_sums_up_per_group_how_many_cells_moved_beyond_the_seeds():
     assert (table.loc["svm", ["cells", "above_0", "below_0", "interval_holds_0"]] == [1, 0, 0, 0]).all()
 
 
+def test_a_scenario_change_is_tested_over_seeds_and_untouched_runs_are_counted():
+    from crossemo.report import identical_runs, scenario_changes
+
+    cells = [(m, t, seed) for m in ("dbn", "svm") for t in ("x", "y") for seed in (0, 1, 2)]
+
+    def runs(uars):  # one scenario, two cells (targets) x three seeds per model
+        frame = pd.DataFrame(cells, columns=["model", "target", "seed"])
+        return frame.assign(scenario="loo", protocol="loo", source="s", fraction=np.nan, fold=0, uar=uars)
+
+    before = runs([0.6] * 12)
+    lifted = [0.6 + (0.01 * (seed + 1) if m == "dbn" else 0) for m, _, seed in cells]
+    changes = scenario_changes(before, runs(lifted)).set_index("model")
+    # dbn: seeds moved by 1, 2, 3 points (each the mean over its two cells): mean 2, t(2) interval
+    assert changes.loc["dbn", "change"] == pytest.approx(2.0)
+    assert changes.loc["dbn", "ci_low"] == pytest.approx(2.0 - 4.303 * 1 / np.sqrt(3), abs=1e-3)
+    assert changes.loc["svm", "change"] == 0
+    same = identical_runs(before, runs(lifted))
+    assert same.loc["dbn", "loo"] == "0 of 6" and same.loc["svm", "loo"] == "6 of 6"
+
+
 def test_one_seed_has_no_interval_rather_than_a_zero_width_one(store, tmp_path):
     results = Runner("leave_one_out", feature_table(), TINY, settings(store, models=("svm",)), progress=False).run()
     write_report(results, tmp_path / "reports")

@@ -490,6 +490,33 @@ def comparison_by(compared: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return table
 
 
+def scenario_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """Per scenario and model in both, the change of the scenario's mean UAR (points) with its 95%
+    interval over the seeds: each seed's mean over the cells of its own change (seed s of both runs
+    shares its splits and, for a pretrained DBN, its stack's seed). Cells of one seed share a stack,
+    so this, not a count of cells, is the test of whether a scenario moved."""
+    per_seed = [r.groupby([*KEYS, "seed"], dropna=False)["uar"].mean() for r in (before, after)]
+    paired = pd.concat(per_seed, axis=1, keys=["before", "after"], join="inner").reset_index()
+    changes = paired.assign(change=paired["after"] - paired["before"])
+    rows = []
+    for (scenario, model), cells in changes.groupby(["scenario", "model"]):
+        mean, _, low, high = mean_ci(cells.groupby("seed")["change"].mean().to_numpy())
+        rows.append({"scenario": scenario, "model": model, "change": mean, "ci_low": low, "ci_high": high})
+    table = pd.DataFrame(rows, columns=["scenario", "model", "change", "ci_low", "ci_high"])
+    table[["change", "ci_low", "ci_high"]] *= 100
+    return table
+
+
+def identical_runs(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """Per model (rows) and scenario (columns): how many of the runs both hold gave the very same UAR
+    ("k of n"), e.g. to show that a change left the models it should not touch as they were."""
+    both = before.merge(after, on=[*KEYS, "seed", "fold"], suffixes=("_before", "_after"))
+    same = both.assign(same=(both["uar_before"] - both["uar_after"]).abs() < 1e-12)
+    counts = same.groupby(["model", "scenario"])["same"].agg(["sum", "size"])
+    table = (counts["sum"].astype(str) + " of " + counts["size"].astype(str)).unstack("scenario")
+    return table.rename_axis(index=None, columns=None)
+
+
 def comparison_markdown(compared: pd.DataFrame, before: str, after: str, metric: str = "uar") -> str:
     columns = ["scenario", "protocol", "model", "source", "target"]
     if (compared["fraction"].fillna(0) > 0).any():  # target-fraction rows differ by their share of the target alone

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossemo.metrics import mean_ci
-from crossemo.report import KEYS, compare, comparison_by
+from crossemo.report import compare, comparison_by, identical_runs, scenario_changes
 
 HERE = Path(__file__).parent
 STUDY = HERE.parent
@@ -36,49 +35,25 @@ def summary(compared: pd.DataFrame) -> pd.DataFrame:
     return comparison_by(compared, ["scenario", "model"]).round(2)
 
 
-def scenario_changes() -> pd.DataFrame:
-    """Per scenario and model, the change of the scenario's mean UAR with its 95% interval over the
-    seeds: each seed's mean over the cells of its own change (seed s of both runs shares its splits
-    and, for dbn_paper, its pretraining seed). Cells of one seed share a stack, so this, not a count of
-    cells, is the test of whether a scenario moved."""
-    rows = []
-    for scenario in SCENARIOS:
-        per_seed = [
-            pd.read_parquet(folder / f"{scenario}.parquet").groupby([*KEYS, "seed"], dropna=False)["uar"].mean()
-            for folder in (STUDY, HERE)
-        ]
-        paired = pd.concat(per_seed, axis=1, keys=["before", "after"], join="inner").reset_index()
-        paired = paired[paired["model"].isin(CHANGED)]
-        seeds = paired.assign(change=paired["after"] - paired["before"]).groupby(["model", "seed"])["change"].mean()
-        for model, changes in seeds.groupby(level="model"):
-            mean, _, low, high = mean_ci(changes.to_numpy())
-            rows.append(
-                {"scenario": scenario, "model": model, "change": 100 * mean, "ci_low": 100 * low, "ci_high": 100 * high}
-            )
-    return pd.DataFrame(rows).round(2)
+def results(folder: Path) -> pd.DataFrame:
+    return pd.concat([pd.read_parquet(folder / f"{s}.parquet") for s in SCENARIOS], ignore_index=True)
 
 
-def unchanged_models() -> pd.DataFrame:
-    """The models left at 32-true: per scenario, how many of their runs gave the very same UAR in both."""
-    keys = ["scenario", "protocol", "model", "source", "target", "fraction", "seed", "fold"]
-    table = {}
-    for scenario in SCENARIOS:
-        before, after = (pd.read_parquet(folder / f"{scenario}.parquet") for folder in (STUDY, HERE))
-        both = before.merge(after, on=keys, suffixes=("_before", "_after"))
-        for model, runs in both[~both["model"].isin(CHANGED)].groupby("model"):
-            same = int(((runs["uar_before"] - runs["uar_after"]).abs() < 1e-12).sum())
-            table.setdefault(model, {})[scenario] = f"{same} of {len(runs)}"
-    return pd.DataFrame(table).T[list(SCENARIOS)]
+def in_scenario_order(table: pd.DataFrame) -> pd.DataFrame:
+    return table.sort_values("scenario", key=lambda s: s.map(SCENARIOS.index), kind="stable")
 
 
 def main() -> None:
     compared = pairs()
+    before, after = results(STUDY), results(HERE)
     print("## bf16-mixed against 32-true, per scenario (mean UAR %, cells: configurations x targets)\n")
     print(summary(compared[compared["model"].isin(CHANGED)]).to_markdown())
     print("\n## The change of each scenario's mean UAR (points), 95% interval over the 3 seeds\n")
-    print(scenario_changes().to_markdown(index=False))
+    changes = in_scenario_order(scenario_changes(before, after))
+    print(changes[changes["model"].isin(CHANGED)].round(2).to_markdown(index=False))
     print("\n## Models left at 32-true: runs with the same UAR in both\n")
-    print(unchanged_models().to_markdown())
+    same = identical_runs(before, after)
+    print(same.drop(index=list(CHANGED))[list(SCENARIOS)].to_markdown())
 
 
 if __name__ == "__main__":
