@@ -7,12 +7,15 @@ import shutil
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
 from crossemo import fit_cache
 from crossemo.estimator import ValenceModel
+from crossemo.evaluation import resolve
 from crossemo.experiments import ExperimentSettings, Runner
+from crossemo.features import feature_names
 
 from .conftest import feature_table
 
@@ -114,3 +117,14 @@ def test_a_code_change_or_reuse_turned_off_fits_again(store, fits, monkeypatch):
     monkeypatch.setattr(fit_cache, "code_fingerprint", lambda: "edited")
     run("leave_one_out", store, models=("svm",))
     assert fits == ["SVMValence"] * 3
+
+
+def test_a_reused_fit_is_stored_once_and_evaluates_from_any_run_it_serves(store):
+    first = run("leave_one_out", store)
+    again = run("leave_one_out", store)
+    client = mlflow.MlflowClient()
+    assert all("model.joblib" not in {a.path for a in client.list_artifacts(r)} for r in again["run_id"])
+    table = feature_table()
+    x = table[feature_names()].to_numpy(np.float32)
+    for fitted, reused in zip(first["run_id"], again["run_id"]):  # `crossemo evaluate RUN_ID` follows the tag
+        np.testing.assert_array_equal(resolve(fitted).predict(x, table), resolve(reused).predict(x, table))

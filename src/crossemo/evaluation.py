@@ -62,7 +62,8 @@ def _experiment_run(run_id: str, normalization: Normalization | None) -> Evaluat
     client = mlflow.MlflowClient()
     try:
         run = client.get_run(run_id)
-        model = joblib.load(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model.joblib"))
+        fitted_in = run.data.tags.get("model_reused_from", run_id)  # a fit is stored in the run that made it
+        model = joblib.load(mlflow.artifacts.download_artifacts(run_id=fitted_in, artifact_path="model.joblib"))
     except (mlflow.exceptions.MlflowException, OSError):
         raise UserError(
             f"{run_id}: no run with a model.joblib artifact (give `champion`, a models:/ URI, or the id of an "

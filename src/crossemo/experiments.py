@@ -385,11 +385,12 @@ def run_unit(context: RunContext, unit: Unit) -> list[tuple[int, dict]]:
                 key = _fit_key(context, unit, job, x)
                 found = find_fitted(key) if key else None
                 model, fitted_in = found or (_fit(context, unit, job, x, run.info.run_id), run.info.run_id)
-            if fitted_in != run.info.run_id:
+            fitted_here = fitted_in == run.info.run_id
+            if not fitted_here:  # the model is stored once, in the run that fitted it
                 mlflow.set_tag("model_reused_from", fitted_in)
-            if key:
+            elif key:
                 mlflow.set_tag(FIT_KEY_TAG, key)
-            rows.append((position, _evaluate(context, unit, job, x, model, run.info.run_id)))
+            rows.append((position, _evaluate(context, unit, job, x, model, run.info.run_id, fitted_here)))
     return rows
 
 
@@ -472,13 +473,13 @@ def stack_store(settings: ExperimentSettings) -> StackCache | ArtifactStackStore
     return StackCache(settings.cache_dir)
 
 
-def _evaluate(context: RunContext, unit: Unit, job: Job, x: np.ndarray, model, run_id: str) -> dict:
+def _evaluate(context: RunContext, unit: Unit, job: Job, x: np.ndarray, model, run_id: str, log_model: bool) -> dict:
     split = job.split
     proba = model.predict_proba(x[split.test])
     predicted = model.predict(x[split.test])  # the model's own decisions (an SVM's are class-balanced)
     scores = evaluate(context.labels[split.test], predicted)
     mlflow.log_metrics({k: scores[k] for k in ("accuracy", "uar", "macro_f1", "majority_rate")})
-    _log_artifacts(context, split, predicted, proba, scores, model)
+    _log_artifacts(context, split, predicted, proba, scores, model if log_model else None)
     return {
         "scenario": str(context.scenario),
         "protocol": job.protocol,
@@ -497,7 +498,8 @@ def _evaluate(context: RunContext, unit: Unit, job: Job, x: np.ndarray, model, r
     }
 
 
-def _log_artifacts(context: RunContext, split: Split, predicted, proba, scores, model) -> None:
+def _log_artifacts(context: RunContext, split: Split, predicted, proba, scores, model_to_store) -> None:
+    """Predictions and confusion matrix; the model too, unless it is stored in the run that fitted it (None)."""
     from .report import confusion_figure
 
     predictions = context.meta.iloc[split.test].assign(
@@ -507,8 +509,8 @@ def _log_artifacts(context: RunContext, split: Split, predicted, proba, scores, 
         predictions.to_csv(Path(tmp) / "predictions.csv", index=False)
         figure = confusion_figure(np.array(scores["confusion"]), f"{split.source} -> {split.target}")
         figure.savefig(Path(tmp) / "confusion_matrix.png", dpi=80)
-        if context.settings.log_models:
-            joblib.dump(model, Path(tmp) / "model.joblib")
+        if context.settings.log_models and model_to_store is not None:
+            joblib.dump(model_to_store, Path(tmp) / "model.joblib")
         mlflow.log_artifacts(tmp)
 
 
