@@ -65,6 +65,20 @@ def tone(
     return path
 
 
+#: A models: section for scenario runs on `feature_table`: the SVM, which ignores unlabeled rows, and a
+#: DBN pretrained on the unlabeled pool alone (one stack per seed), small enough for seconds a scenario.
+TINY_MODELS = {
+    "svm": {"model": "svm"},
+    "dbn_tiny": {
+        "model": "dbn",
+        "hidden": [8],
+        "pretrain_data": "unlabeled",
+        "pretrain": {"epochs": 2, "batch_size": 32},
+        "finetune": {"max_epochs": 3, "batch_size": 32},
+    },
+}
+
+
 def feature_table(seed: int = 0) -> pd.DataFrame:
     """Three small corpora, three languages, whose first features carry valence."""
     rng = np.random.default_rng(seed)

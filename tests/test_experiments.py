@@ -16,18 +16,9 @@ from crossemo.experiments import ExperimentSettings, Runner
 from crossemo.models import DBNValence
 from crossemo.report import write_report
 
-from .conftest import feature_table
+from .conftest import TINY_MODELS, feature_table
 
-TINY = {  # a models: section
-    "svm": {"model": "svm"},
-    "dbn_tiny": {
-        "model": "dbn",
-        "hidden": [8],
-        "pretrain_data": "unlabeled",
-        "pretrain": {"epochs": 2, "batch_size": 32},
-        "finetune": {"max_epochs": 3, "batch_size": 32},
-    },
-}
+TINY = TINY_MODELS
 
 
 @pytest.fixture

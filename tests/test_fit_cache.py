@@ -17,18 +17,9 @@ from crossemo.evaluation import resolve
 from crossemo.experiments import ExperimentSettings, Runner
 from crossemo.features import feature_names
 
-from .conftest import feature_table
+from .conftest import TINY_MODELS, feature_table
 
-MODELS = {  # a models: section: one model that ignores unlabeled rows, one pretrained on the pool alone
-    "svm": {"model": "svm"},
-    "dbn_tiny": {
-        "model": "dbn",
-        "hidden": [8],
-        "pretrain_data": "unlabeled",
-        "pretrain": {"epochs": 2, "batch_size": 32},
-        "finetune": {"max_epochs": 3, "batch_size": 32},
-    },
-}
+MODELS = TINY_MODELS  # one model that ignores unlabeled rows, one pretrained on the pool alone
 RESULTS = ["model", "source", "target", "seed", "accuracy", "uar", "macro_f1", "confusion"]
 
 
