@@ -377,6 +377,27 @@ def test_an_ensemble_averages_members_fine_tuned_from_one_stack_on_different_hel
         DBNValence(ensemble=0)
 
 
+def test_members_may_start_from_stacks_pretrained_with_their_own_seeds(tmp_path):
+    from crossemo.stacks import StackCache
+
+    x, y, speakers = blobs(n=180, seed=3)
+    inputs = torch.from_numpy(x)
+    params = dict(hidden=(8,), pretrain={"epochs": 3, "batch_size": 32}, finetune={"max_epochs": 4, "min_epochs": 2})
+    shared = DBNValence(**params, ensemble=3, seed=2, stack_store=StackCache(tmp_path / "shared"))
+    own = DBNValence(**params, ensemble=3, seed=2, member_stacks="own", stack_store=StackCache(tmp_path / "own"))
+    shared.fit(x, y, groups=speakers)
+    own.fit(x, y, groups=speakers)
+    assert len(list((tmp_path / "shared").glob("*.stack"))) == 1
+    assert len(list((tmp_path / "own").glob("*.stack"))) == 3
+    torch.testing.assert_close(own.nets_[0](inputs), shared.nets_[0](inputs))  # member 0: the model's own stack
+    # member 1 (seed 1002) is the single net a model of seed 1002 fits: its split, its stack, its head
+    alone = DBNValence(**params, seed=1002).fit(x, y, groups=speakers)
+    torch.testing.assert_close(own.nets_[1](inputs), alone.nets_[0](inputs))
+    assert not torch.equal(shared.nets_[1](inputs), own.nets_[1](inputs))
+    with pytest.raises(UserError, match="member_stacks.*shared, own"):
+        DBNValence(member_stacks="each")
+
+
 def test_input_noise_changes_the_fit_and_stays_seeded():
     x, y, speakers = blobs(n=120, seed=4)
     fit = lambda noise: (

@@ -30,6 +30,13 @@ class PretrainData(StrEnum):
     UNLABELED = "unlabeled"  # the unlabeled rows alone: pass one shared pool and every run reuses one stack
 
 
+class MemberStacks(StrEnum):
+    """Where an ensemble's members start."""
+
+    SHARED = "shared"  # every member from the one stack of the model's seed
+    OWN = "own"  # each member from a stack pretrained with its own seed (seed + 1000 * member)
+
+
 class FineTunedNet(ValenceModel):
     """A sigmoid feed-forward net fine-tuned with labels on a speaker-disjoint validation split.
     Subclasses say how the net starts (`_initial_net`): from a pretrained RBM stack, or at random."""
@@ -119,10 +126,12 @@ class DBNValence(FineTunedNet):
         logger=None,
         stack_store: StackCache | ArtifactStackStore | None = None,
         callbacks: list | None = None,
+        member_stacks: str = "shared",
     ):
         super().__init__(hidden, finetune, ensemble, seed, progress, logger, callbacks)
         self.pretrain, self.stack_store = pretrain, stack_store
         self.pretrain_data = choice(PretrainData, pretrain_data, "pretrain_data")
+        self.member_stacks = choice(MemberStacks, member_stacks, "member_stacks")
         self._pretrain_settings()  # refused at construction, as finetune's
 
     def _pretrain_settings(self) -> PretrainSettings:
@@ -153,8 +162,8 @@ class DBNValence(FineTunedNet):
     def _initial_net(
         self, x_train: np.ndarray, x_val: np.ndarray, unlabeled: np.ndarray | None, seed: int
     ) -> FeedForward:
-        if seed == self.seed:  # the first member's stack serves every member: pretrained once per fit
-            self.stack_ = self._stack(self._pretraining_rows(x_train, unlabeled), held_out=x_val)
+        if seed == self.seed or self.member_stacks is MemberStacks.OWN:  # shared: pretrained once per fit
+            self.stack_ = self._stack(self._pretraining_rows(x_train, unlabeled), held_out=x_val, seed=seed)
         torch.manual_seed(seed)  # the head's init must not depend on whether the stack came from the cache
         return FeedForward.from_stack(self.stack_, dropout=self._finetune_settings().dropout)
 
@@ -165,19 +174,19 @@ class DBNValence(FineTunedNet):
             raise ConfigError("prepare_stack is for pretrain_data: unlabeled, whose stack depends on the pool alone")
         return self._stack(np.ascontiguousarray(unlabeled, dtype=np.float32), held_out=None)
 
-    def _stack(self, x_pre: np.ndarray, held_out: np.ndarray | None) -> RBMStack:
-        """The stack for these rows: from the store when it has it, else pretrained (and stored)."""
-        pre = self._pretrain_settings()
+    def _stack(self, x_pre: np.ndarray, held_out: np.ndarray | None, seed: int | None = None) -> RBMStack:
+        """The stack for these rows and seed (the model's by default): from the store when it has it,
+        else pretrained (and stored)."""
+        pre, seed = self._pretrain_settings(), self.seed if seed is None else seed
+        curves = self.logger if seed == self.seed else None  # one stack's curves: the others' look alike
 
         def build() -> RBMStack:
             monitor = None if held_out is None or not len(held_out) else torch.from_numpy(held_out)
-            return pretrain_stack(
-                torch.from_numpy(x_pre), self.hidden, pre, monitor, self.logger, self.progress, self.seed
-            )
+            return pretrain_stack(torch.from_numpy(x_pre), self.hidden, pre, monitor, curves, self.progress, seed)
 
         if self.stack_store is None:
             return build()
-        key = stack_key(x_pre, self.hidden, pre, self.seed)
+        key = stack_key(x_pre, self.hidden, pre, seed)
         return self.stack_store.get_or_build(key, x_pre.shape[1], self.hidden, build)
 
     #: the pretrained stack's weights live on in nets_ and in the stack store: don't save them twice
