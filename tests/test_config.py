@@ -22,7 +22,7 @@ def test_params_hold_the_papers_table_1_and_dbn(params):
     assert ValenceMap.from_dict(params["valence"]) == PAPER_VALENCE
     model = model_from_params(params, "dbn_paper")
     assert isinstance(model, DBNValence) and model.hidden == (1000, 1000, 2000)
-    pre, fine = model._settings()
+    pre, fine = model._pretrain_settings(), model._finetune_settings()
     assert (pre.learning_rate, pre.epochs) == (0.001, 500)
     finetune = params["models"]["dbn_paper"]["finetune"]
     assert (fine.learning_rate, fine.max_epochs, fine.batch_size) == (

@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
 import mlflow
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ import pandas as pd
 from .corpora import load_corpus
 from .errors import ConfigError, UserError
 from .features import FeatureSettings, extract_table, labelled_rows
+from .fit_cache import stored_model
 from .metrics import evaluate
 from .registry import CHAMPION, MODEL_NAME
 from .scoring import output_format
@@ -62,8 +62,7 @@ def _experiment_run(run_id: str, normalization: Normalization | None) -> Evaluat
     client = mlflow.MlflowClient()
     try:
         run = client.get_run(run_id)
-        fitted_in = run.data.tags.get("model_reused_from", run_id)  # a fit is stored in the run that made it
-        model = joblib.load(mlflow.artifacts.download_artifacts(run_id=fitted_in, artifact_path="model.joblib"))
+        model = stored_model(run)
     except (mlflow.exceptions.MlflowException, OSError):
         raise UserError(
             f"{run_id}: no run with a model.joblib artifact (give `champion`, a models:/ URI, or the id of an "

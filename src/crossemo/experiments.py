@@ -26,7 +26,7 @@ from .epoch_curves import BatchedMLFlowLogger
 from .errors import ConfigError
 from .executors import run_units
 from .features import labelled_rows
-from .fit_cache import FIT_KEY_TAG, find_fitted, fit_key
+from .fit_cache import FIT_KEY_TAG, MODEL_ARTIFACT, REUSED_FROM_TAG, find_fitted, fit_key
 from .metrics import evaluate
 from .models import model_from_config
 from .splits import (
@@ -387,7 +387,7 @@ def run_unit(context: RunContext, unit: Unit) -> list[tuple[int, dict]]:
                 model, fitted_in = found or (_fit(context, unit, job, x, run.info.run_id), run.info.run_id)
             fitted_here = fitted_in == run.info.run_id
             if not fitted_here:  # the model is stored once, in the run that fitted it
-                mlflow.set_tag("model_reused_from", fitted_in)
+                mlflow.set_tag(REUSED_FROM_TAG, fitted_in)
             elif key:
                 mlflow.set_tag(FIT_KEY_TAG, key)
             rows.append((position, _evaluate(context, unit, job, x, model, run.info.run_id, fitted_here)))
@@ -510,7 +510,7 @@ def _log_artifacts(context: RunContext, split: Split, predicted, proba, scores, 
         figure = confusion_figure(np.array(scores["confusion"]), f"{split.source} -> {split.target}")
         figure.savefig(Path(tmp) / "confusion_matrix.png", dpi=80)
         if context.settings.log_models and model_to_store is not None:
-            joblib.dump(model_to_store, Path(tmp) / "model.joblib")
+            joblib.dump(model_to_store, Path(tmp) / MODEL_ARTIFACT)
         mlflow.log_artifacts(tmp)
 
 

@@ -27,7 +27,8 @@ import torch
 
 log = logging.getLogger(__name__)
 
-FIT_KEY_TAG = "fit_key"
+FIT_KEY_TAG = "fit_key"  # on the run that fitted the model, beside its one stored copy
+REUSED_FROM_TAG = "model_reused_from"  # on a run that used a model stored in another run: that run's id
 MODEL_ARTIFACT = "model.joblib"
 
 
@@ -52,15 +53,21 @@ def fit_key(
     return joblib.hash((config, seed, x, y, groups, unlabeled, code_fingerprint()))
 
 
+def stored_model(run):
+    """The model an MLflow run used: stored in that run, or in the run its `model_reused_from` names."""
+    fitted_in = run.data.tags.get(REUSED_FROM_TAG, run.info.run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        return joblib.load(mlflow.MlflowClient().download_artifacts(fitted_in, MODEL_ARTIFACT, tmp))
+
+
 def find_fitted(key: str):
-    """(model, run id) of a finished run that fitted or reused the model of this key, or None."""
+    """(model, run id) of a finished run that fitted the model of this key, or None."""
     client = mlflow.MlflowClient()
     experiments = [e.experiment_id for e in client.search_experiments()]
     query = f"tags.{FIT_KEY_TAG} = '{key}' and attributes.status = 'FINISHED'"
     for run in client.search_runs(experiments, query, max_results=3):
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                return joblib.load(client.download_artifacts(run.info.run_id, MODEL_ARTIFACT, tmp)), run.info.run_id
+            return stored_model(run), run.info.run_id
         except Exception as error:  # noqa: BLE001 - a lost or damaged artifact only means fitting again
             log.warning("the fitted model of run %s could not be read (%s): fitting it again", run.info.run_id, error)
     return None

@@ -139,9 +139,6 @@ class DBNValence(FineTunedNet):
             return self.pretrain
         return settings_from(PretrainSettings, "pretrain", self.pretrain or {})
 
-    def _settings(self) -> tuple[PretrainSettings, FinetuneSettings]:
-        return self._pretrain_settings(), self._finetune_settings()
-
     @property
     def needs_unlabeled_pool(self) -> bool:
         return self.pretrain_data is PretrainData.UNLABELED

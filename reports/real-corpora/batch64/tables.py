@@ -13,19 +13,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossemo.report import compare, comparison_by
+from crossemo.report import compare, comparison_by, load_results
 
 HERE = Path(__file__).parent
 BEFORE = HERE.parent / "precision"
-SCENARIOS = ("within", "single_source", "target_fraction", "multi_source", "leave_one_out", "transfer")
 
 
 def changes() -> pd.DataFrame:
     """Per model and scenario: mean UAR (%) with batches of 32 and of 64, the mean paired-seed change
     over the scenario's cells, and how many cells' 95% intervals hold 0, lie above or below it."""
-    before = pd.concat([pd.read_parquet(BEFORE / f"{s}.parquet") for s in SCENARIOS], ignore_index=True)
-    after = pd.concat([pd.read_parquet(HERE / f"{s}.parquet") for s in SCENARIOS], ignore_index=True)
-    table = comparison_by(compare(before, after), ["model", "scenario", "protocol"])
+    table = comparison_by(compare(load_results(BEFORE), load_results(HERE)), ["model", "scenario", "protocol"])
     return table.rename(columns={"before": "batch_32", "after": "batch_64"}).round(1).sort_index()
 
 

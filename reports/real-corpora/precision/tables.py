@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossemo.report import compare, comparison_by, identical_runs, scenario_changes
+from crossemo.report import compare, comparison_by, identical_runs, load_results, scenario_changes
 
 HERE = Path(__file__).parent
 STUDY = HERE.parent
@@ -35,17 +35,13 @@ def summary(compared: pd.DataFrame) -> pd.DataFrame:
     return comparison_by(compared, ["scenario", "model"]).round(2)
 
 
-def results(folder: Path) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(folder / f"{s}.parquet") for s in SCENARIOS], ignore_index=True)
-
-
 def in_scenario_order(table: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("scenario", key=lambda s: s.map(SCENARIOS.index), kind="stable")
 
 
 def main() -> None:
     compared = pairs()
-    before, after = results(STUDY), results(HERE)
+    before, after = load_results(STUDY), load_results(HERE)
     print("## bf16-mixed against 32-true, per scenario (mean UAR %, cells: configurations x targets)\n")
     print(summary(compared[compared["model"].isin(CHANGED)]).to_markdown())
     print("\n## The change of each scenario's mean UAR (points), 95% interval over the 3 seeds\n")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossemo.report import compare, comparison_by, identical_runs, scenario_changes
+from crossemo.report import compare, comparison_by, identical_runs, load_results, scenario_changes
 
 HERE = Path(__file__).parent
 BEFORE = HERE.parent / "precision"
@@ -23,12 +23,8 @@ SCENARIOS = ("within", "single_source", "target_fraction", "multi_source", "leav
 CHANGED = "dbn_best"  # the one configuration with dropout: the only one whose random stream moved
 
 
-def results(folder: Path) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(folder / f"{s}.parquet") for s in SCENARIOS], ignore_index=True)
-
-
 def main() -> None:
-    before, after = results(BEFORE), results(HERE)
+    before, after = load_results(BEFORE), load_results(HERE)
     minutes = pd.read_csv(HERE / "worker_minutes.csv")
     print("## Worker-minutes per model (both workers, leaf runs)\n")
     per_model = minutes.groupby("model")[["before_worker_minutes", "after_worker_minutes"]].sum()
