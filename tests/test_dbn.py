@@ -466,3 +466,33 @@ def test_without_early_stopping_every_member_fits_every_training_row(monkeypatch
         x, y, groups=speakers
     )
     assert seen[0][1] > 0 and sum(seen[0]) == 120  # the default holds speakers out
+
+
+def test_members_may_stop_on_a_whole_training_corpus_each_in_turn(monkeypatch):
+    import crossemo.models as models
+
+    held_out = []
+
+    def spy(net, x, y, x_val, y_val, *args):
+        held_out.append(x_val.numpy())
+        return real(net, x, y, x_val, y_val, *args)
+
+    real = models.finetune
+    monkeypatch.setattr(models, "finetune", spy)
+    x, y, speakers = blobs(n=180, seed=7)
+    two_corpora = np.where(np.isin(speakers, ["s0", "s1", "s2"]), "a/", "b/") + speakers
+    params = dict(hidden=(8,), pretrain={"epochs": 2, "batch_size": 32}, finetune={"max_epochs": 3}, seed=1)
+    DBNValence(**params, ensemble=3, validate_on="corpus").fit(x, y, groups=two_corpora)
+    corpus_a, corpus_b = x[two_corpora < "b"], x[two_corpora >= "b"]
+    assert [len(rows) for rows in held_out] == [90, 90, 90]
+    for rows, corpus in zip(held_out, (corpus_a, corpus_b, corpus_a)):
+        np.testing.assert_array_equal(rows, corpus)
+    # one corpus: the members hold out speakers, exactly as by default
+    held_out.clear()
+    one_corpus = "a/" + speakers
+    by_corpus = DBNValence(**params, ensemble=2, validate_on="corpus").fit(x, y, groups=one_corpus)
+    by_speakers = DBNValence(**params, ensemble=2).fit(x, y, groups=one_corpus)
+    np.testing.assert_array_equal(by_corpus.predict_proba(x), by_speakers.predict_proba(x))
+    assert 0 < len(held_out[0]) < 90
+    with pytest.raises(UserError, match="validate_on.*speakers, corpus"):
+        FeedForwardValence(validate_on="corpora")

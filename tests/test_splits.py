@@ -10,6 +10,7 @@ from crossemo.errors import UserError
 from crossemo.splits import (
     MIN_SPEAKER_ROWS,
     Normalization,
+    corpus_validation_split,
     cross_corpus,
     normalization_groups,
     normalize,
@@ -34,6 +35,19 @@ def corpora_table(seed: int = 0) -> pd.DataFrame:
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def test_corpus_validation_split_holds_out_whole_corpora_in_turn():
+    groups = np.array(["b/1", "a/1", "a/2", "c/1", "b/2", "a/1"])
+    held_out = []
+    for member in range(4):
+        train, val = corpus_validation_split(groups, member)
+        assert sorted([*train, *val]) == list(range(6))
+        held_out.append({g.split("/")[0] for g in groups[val]})
+        assert held_out[-1].isdisjoint(g.split("/")[0] for g in groups[train])
+    assert held_out == [{"a"}, {"b"}, {"c"}, {"a"}]  # sorted corpora, member by member, then around again
+    assert corpus_validation_split(np.array(["a/1", "a/2"]), 0) is None  # one corpus: nothing to hold out
+    assert corpus_validation_split(np.array(["s1", "s2"]), 0) is None  # keys that name no corpus
 
 
 def test_random_within_split_is_stratified_75_25_and_seeded():

@@ -16,7 +16,7 @@ from .baselines import GroupTunedSVMValence, SparseAutoencoderSVM, SVMValence, b
 from .dbn import FeedForward, FinetuneSettings, PretrainSettings, RBMStack, finetune, pretrain_stack
 from .errors import ConfigError, choice, settings_from
 from .estimator import ValenceModel
-from .splits import validation_split
+from .splits import corpus_validation_split, validation_split
 from .stacks import ArtifactStackStore, StackCache, stack_key
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,14 @@ class MemberStacks(StrEnum):
     OWN = "own"  # each member from a stack pretrained with its own seed (seed + 1000 * member)
 
 
+class ValidateOn(StrEnum):
+    """Which training rows a member holds out to stop its fine-tuning on."""
+
+    SPEAKERS = "speakers"  # validation_fraction of the training speakers, every corpus mixed
+    CORPUS = "corpus"  # one whole training corpus, member by member in turn: stop where the net does
+    # best on a corpus it does not train on (the cross-corpus task); speakers when there is one corpus
+
+
 class FineTunedNet(ValenceModel):
     """A sigmoid feed-forward net fine-tuned with labels on a speaker-disjoint validation split.
     Subclasses say how the net starts (`_initial_net`): from a pretrained RBM stack, or at random."""
@@ -52,10 +60,12 @@ class FineTunedNet(ValenceModel):
         progress: bool = False,
         logger=None,
         callbacks: list | None = None,
+        validate_on: str = "speakers",
     ):
         self.hidden, self.finetune, self.ensemble = tuple(hidden), finetune, ensemble
         self.seed, self.progress, self.logger = seed, progress, logger
         self.callbacks = callbacks  # extra Lightning callbacks for fine-tuning (e.g. Optuna pruning)
+        self.validate_on = choice(ValidateOn, validate_on, "validate_on")
         if ensemble < 1:
             raise ConfigError(f"ensemble must be at least 1 member, not {ensemble}")
         self._finetune_settings()  # a bad key or value is refused here, not after an hour of pretraining
@@ -81,11 +91,7 @@ class FineTunedNet(ValenceModel):
         self.nets_ = []
         for member in range(self.ensemble):
             seed = self.seed + 1000 * member
-            train, val = (
-                validation_split(y, groups, fine.validation_fraction, seed)
-                if fine.early_stopping
-                else (np.arange(len(y)), np.arange(0))  # members differ by their seed alone
-            )
+            train, val = self._member_split(y, groups, fine, member, seed)
             net = self._initial_net(x[train], x[val], unlabeled, seed)
             curves = self.logger if member == 0 else None  # one member's curves: the others' look alike
             self.nets_.append(
@@ -102,6 +108,16 @@ class FineTunedNet(ValenceModel):
                     self.callbacks,
                 )
             )
+
+    def _member_split(self, y, groups, fine: FinetuneSettings, member: int, seed: int):
+        """The member's (training, validation) rows."""
+        if not fine.early_stopping:
+            return np.arange(len(y)), np.arange(0)  # members differ by their seed alone
+        if self.validate_on is ValidateOn.CORPUS and groups is not None:
+            split = corpus_validation_split(groups, member)
+            if split is not None:
+                return split
+        return validation_split(y, groups, fine.validation_fraction, seed)
 
     @torch.no_grad()
     def _proba(self, x):
@@ -127,8 +143,9 @@ class DBNValence(FineTunedNet):
         stack_store: StackCache | ArtifactStackStore | None = None,
         callbacks: list | None = None,
         member_stacks: str = "shared",
+        validate_on: str = "speakers",
     ):
-        super().__init__(hidden, finetune, ensemble, seed, progress, logger, callbacks)
+        super().__init__(hidden, finetune, ensemble, seed, progress, logger, callbacks, validate_on)
         self.pretrain, self.stack_store = pretrain, stack_store
         self.pretrain_data = choice(PretrainData, pretrain_data, "pretrain_data")
         self.member_stacks = choice(MemberStacks, member_stacks, "member_stacks")
