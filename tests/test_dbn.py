@@ -496,3 +496,30 @@ def test_members_may_stop_on_a_whole_training_corpus_each_in_turn(monkeypatch):
     assert 0 < len(held_out[0]) < 90
     with pytest.raises(UserError, match="validate_on.*speakers, corpus"):
         FeedForwardValence(validate_on="corpora")
+
+
+def test_weight_averaging_returns_the_mean_of_the_weights_of_every_epoch_from_swa_start():
+    from lightning.pytorch import Callback
+
+    x, y, _ = blobs(seed=5, shift=0.8)
+    t = torch.from_numpy
+    labels = t((y == "positive").astype(np.int64))
+    epochs = []
+
+    class EveryEpoch(Callback):  # each Lightning step of finetune is one epoch
+        def on_train_batch_end(self, trainer, module, *args):
+            epochs.append({k: v.detach().clone() for k, v in module.net.state_dict().items()})
+
+    settings = FinetuneSettings(learning_rate=0.02, max_epochs=5, min_epochs=5, patience=50, batch_size=32, swa_start=3)
+    torch.manual_seed(2)
+    net = FeedForward(12, (8,))
+    tuned = finetune(net, t(x[:160]), labels[:160], t(x[160:]), labels[160:], settings, None, False, 3, [EveryEpoch()])
+    assert len(epochs) == 5
+    for name, value in tuned.state_dict().items():  # epochs 3, 4 and 5
+        torch.testing.assert_close(value, torch.stack([weights[name] for weights in epochs[2:]]).mean(0))
+    assert not torch.equal(tuned.head.weight, epochs[-1]["head.weight"])
+    with pytest.raises(UserError, match=r"finetune.swa_start is 40; .* from 1 to 30 \(min_epochs"):
+        FinetuneSettings(min_epochs=30, swa_start=40)
+    FinetuneSettings(min_epochs=30, max_epochs=50, swa_start=40, validation_fraction=0.0)  # runs 50 epochs
+    with pytest.raises(UserError, match="finetune.swa_start is 60; .* from 1 to 50"):
+        FinetuneSettings(min_epochs=30, max_epochs=50, swa_start=60, validation_fraction=0.0)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from .errors import ConfigError, choice
@@ -347,9 +348,18 @@ class FinetuneSettings:
     # row for exactly max_epochs (a validation split of a few speakers picks its epoch by chance).
     validation_fraction: float = 0.2
     precision: Precision = Precision.FULL  # Lightning's: bf16-mixed autocasts the forward pass
+    # 0: keep the weights of the best validation UAR. k >= 1: the mean of the weights at the end of
+    # every epoch from the k-th to the last (stochastic weight averaging), whatever the validation says.
+    swa_start: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "precision", precision_of(self.precision, "finetune"))
+        surely_run = min(self.min_epochs, self.max_epochs) if self.early_stopping else self.max_epochs
+        if not 0 <= self.swa_start <= surely_run:
+            raise ConfigError(
+                f"finetune.swa_start is {self.swa_start}; use 0 (no averaging) or an epoch from 1 to "
+                f"{surely_run} (min_epochs, or max_epochs without early stopping): training may end there"
+            )
         if not 0 <= self.validation_fraction < 1:
             raise ConfigError(
                 f"finetune.validation_fraction is {self.validation_fraction}; use a fraction of the training"
@@ -369,6 +379,7 @@ class ValenceClassifier(L.LightningModule):
     `data`, then one pass over all validation rows, logged in one call. Lightning's validation loop
     cost more per epoch than the epoch itself on the demo-size nets (bench/finetuning.py). Without
     validation rows (`validation` None) only the training loss is logged and the last weights stand.
+    With `settings.swa_start` the epochs' weights from then on are averaged (`average_`) instead.
     """
 
     def __init__(
@@ -384,6 +395,7 @@ class ValenceClassifier(L.LightningModule):
         self.net, self.settings, self.data, self.validation = net, settings, data, validation
         self.register_buffer("class_weights", class_weights)
         self.best_uar_, self.best_state_ = -1.0, None
+        self.average_ = AveragedModel(net) if settings.swa_start else None
 
     def forward(self, x):
         return self.net(x)
@@ -395,6 +407,8 @@ class ValenceClassifier(L.LightningModule):
 
     def training_step(self, batch, epoch_step):
         train_loss = gradient_epoch(self, self.data, self._loss)
+        if self.average_ is not None and self.current_epoch + 1 >= self.settings.swa_start:
+            self.average_.update_parameters(self.net)
         if self.validation is None:
             self.log("finetune/train_loss", train_loss)
             return
@@ -441,7 +455,8 @@ def finetune(
     callbacks: list | None = None,
 ) -> FeedForward:
     """Supervised training that stops on the validation loss and returns the net at its best
-    validation-UAR epoch; without validation rows, the net after exactly max_epochs."""
+    validation-UAR epoch; without validation rows, the net after exactly max_epochs; with
+    `settings.swa_start`, the mean of its weights over the epochs from then on."""
     L.seed_everything(seed, workers=False, verbose=False)
     counts = torch.bincount(y, minlength=net.head.out_features).clamp(min=1).float()
     train = batches(x, y, batch_size=settings.batch_size, shuffle=True, seed=seed)
@@ -465,6 +480,8 @@ def finetune(
             min_epochs=min_epochs,
             precision=settings.precision.value,
         ).fit(module, one_step_per_epoch())
-    if module.best_state_ is not None:
+    if module.average_ is not None:
+        net.load_state_dict(module.average_.module.state_dict())
+    elif module.best_state_ is not None:
         net.load_state_dict(module.best_state_)
     return net.eval()

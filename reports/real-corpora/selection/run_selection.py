@@ -70,6 +70,9 @@ cands = {
   "dbn512_e5_do_own": ("dbn", dict(hidden=[512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, member_stacks="own", finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4})),
   # a later probe: each member stops on a whole training corpus it does not train on (validate_on: corpus)
   "dbn512_e5_do_vc": ("dbn", dict(hidden=[512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, validate_on="corpus", finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4})),
+  # a later probe: each member's weights averaged over its epochs from the 10th / 30th on (finetune.swa_start)
+  "dbn512_e5_do_swa10": ("dbn", dict(hidden=[512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4, "swa_start": 10})),
+  "dbn512_e5_do_swa30": ("dbn", dict(hidden=[512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4, "swa_start": 30})),
 }
 which = sys.argv[1].split(",") if len(sys.argv) > 1 else list(cands)
 norms = [Normalization(n) for n in (sys.argv[2].split(",") if len(sys.argv) > 2 else ["corpus"])]
