@@ -7,9 +7,7 @@ installed package, not the checkout: the context travels with the tasks.
 
 from __future__ import annotations
 
-import importlib
 import os
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,29 +17,6 @@ from .config import Executor, ExperimentSettings
 from .errors import ConfigError
 
 SCHEDULER_VARIABLE = "DASK_SCHEDULER_ADDRESS"
-
-#: Threads starting this machine's workers ahead of the first units (`start_workers`).
-_starting: list[threading.Thread] = []
-
-
-def start_workers(settings: ExperimentSettings) -> None:
-    """Start this machine's worker processes now, in the background, each importing what a unit
-    needs: the stage's own imports and MLflow setup then overlap the workers' (several seconds a
-    process, otherwise paid only once the first units are sent). joblib keeps the processes for the
-    stage's units; nothing else changes."""
-    if settings.executor is Executor.DASK or settings.workers < 2:
-        return
-    thread = threading.Thread(target=_import_in_workers, args=(settings.workers,), daemon=True)
-    thread.start()
-    _starting.append(thread)
-
-
-def _import_in_workers(workers: int) -> None:
-    Parallel(n_jobs=workers)(delayed(_import_experiments)() for _ in range(workers))
-
-
-def _import_experiments() -> None:
-    importlib.import_module(__package__ + ".experiments")  # returns nothing: a module sent back would be imported here
 
 
 def run_units(function: Callable, context: Any, units: list, settings: ExperimentSettings) -> Iterator[list]:
@@ -64,8 +39,6 @@ def scheduler_address(settings: ExperimentSettings) -> str:
 def _on_this_machine(function: Callable, context: Any, units: list, workers: int) -> Iterator[list]:
     # One worker runs in this process (no pickling, the parent run stays the active one); more run
     # in loky processes, each writing its own nested runs under the parent's id.
-    while _starting:  # the same processes: one Parallel at a time
-        _starting.pop().join()
     parallel = Parallel(n_jobs=workers, return_as="generator_unordered")
     yield from parallel(delayed(function)(context, unit) for unit in units)
 

@@ -20,13 +20,10 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     from ..config import experiment_settings, load_params
-    from ..executors import start_workers
+    from ..experiments import Runner, load_features
 
     params = load_params(args.params)
     settings = experiment_settings(params, args.scenario)
-    start_workers(settings)  # their imports overlap this process' own, next
-    from ..experiments import Runner, load_features
-
     table = load_features(list(params["corpora"]), args.features)
     results = Runner(args.scenario, table, params.get("models") or {}, settings).run()
     out = Path(args.out or f"results/{args.scenario}.parquet")
