@@ -3,12 +3,16 @@ without their audio."""
 
 from __future__ import annotations
 
+import mlflow
 import numpy as np
 import pytest
 
 from crossemo.config import ConfigError, TargetAudio, experiment_settings, trainable_corpora
 from crossemo.experiments import PROTOCOLS, Job, Runner, _pool
-from crossemo.splits import Normalization, cross_corpus, normalize_unseen
+from crossemo.features import labelled_rows
+from crossemo.fit_cache import REUSED_FROM_TAG, stored_model
+from crossemo.metrics import evaluate
+from crossemo.splits import Normalization, cross_corpus, normalization_groups, normalize_unseen, standardise_groups
 
 from .conftest import feature_table
 from .test_experiments import TINY, settings, store  # noqa: F401  (the store fixture)
@@ -71,9 +75,11 @@ def test_unseen_audio_standardises_the_test_corpus_with_training_statistics_and_
     class Context:  # what _pool reads of a RunContext
         settings = settings("sqlite://")
 
-    seen, hidden = (Job("t", split, target_audio=a) for a in (TargetAudio.USED, TargetAudio.UNSEEN))
+    ways = (TargetAudio.USED, TargetAudio.UNSEEN, TargetAudio.STATISTICS)
+    seen, hidden, scaled = (Job("t", split, target_audio=a) for a in ways)
     assert len(_pool(Context, unseen, seen)) == len(table)  # 'all': every corpus, c's audio included
     np.testing.assert_array_equal(_pool(Context, unseen, hidden), unseen[split.train])
+    np.testing.assert_array_equal(_pool(Context, unseen, scaled), unseen[split.train])  # statistics: no pool either
 
 
 def test_transfer_scenario_reports_both_ways_on_the_test_corpus(store):  # noqa: F811
@@ -84,3 +90,24 @@ def test_transfer_scenario_reports_both_ways_on_the_test_corpus(store):  # noqa:
     by_way = results.set_index("protocol")["uar"]
     # with its own statistics, c's offset is gone; without them, the SVM sees every utterance shifted
     assert by_way["audio_used"] > by_way["audio_unseen"]
+
+
+def test_statistics_tests_the_unseen_fit_on_the_test_corpus_scaled_as_crossemo_evaluate_scales_it(store):  # noqa: F811
+    ways = ("unseen", "statistics", "used")
+    s = settings(store, models=("svm", "dbn_tiny"), seeds=(0,), test_only=("c",), target_audio=ways)
+    table = shifted_table()
+    results = Runner("transfer", table, TINY, s, progress=False).run()
+    assert sorted(set(results["protocol"])) == ["audio_statistics", "audio_unseen", "audio_used"]
+    labelled, x = labelled_rows(table)
+    c = (labelled["corpus"] == "c").to_numpy()
+    on_own_statistics = standardise_groups(x[c], normalization_groups(labelled[c], s.normalization))
+    for _, rows in results.groupby("model"):
+        by_way = rows.set_index("protocol")
+        run = mlflow.MlflowClient(store).get_run(by_way.loc["audio_statistics", "run_id"])
+        # unseen's very fit (c's audio in no pool), stored once, in unseen's run
+        assert run.data.tags[REUSED_FROM_TAG] == by_way.loc["audio_unseen", "run_id"]
+        scores = evaluate(labelled["valence"][c], stored_model(run).predict(on_own_statistics))
+        assert scores["uar"] == pytest.approx(by_way.loc["audio_statistics", "uar"])
+    # c's offset is gone with its own statistics, as with its audio used
+    svm = results[results["model"] == "svm"].set_index("protocol")["uar"]
+    assert svm["audio_statistics"] > svm["audio_unseen"]

@@ -85,7 +85,14 @@ class TargetAudio(StrEnum):
     """Whether the transfer scenario may use a test corpus' audio (never its labels)."""
 
     UNSEEN = "unseen"  # not at all: its rows are standardised with the training rows' statistics, never pretrained on
+    STATISTICS = "statistics"  # its label-free statistics standardise it, as `crossemo evaluate` does a new
+    # corpus, but its rows join no unlabeled pool: the fits are unseen's, only the test rows' scaling differs
     USED = "used"  # its label-free statistics standardise it and its rows may join the unlabeled pool
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the test corpus' rows may join the unlabeled pool."""
+        return self is TargetAudio.USED
 
 
 class Executor(StrEnum):

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Job:
-    protocol: str  # random / speaker (within), audio_unseen / audio_used (transfer), or the scenario's name
+    protocol: str  # random / speaker (within), audio_<TargetAudio> (transfer), or the scenario's name
     split: Split
     x: np.ndarray | None = None  # this job's own normalised features (training-set statistics) if any
     target_audio: TargetAudio = TargetAudio.USED  # whether the test corpus' label-free audio may be used
@@ -109,7 +109,7 @@ def _leave_one_out(table, corpora, languages, s, seed):
 
 
 def _transfer(table, corpora, languages, s: ExperimentSettings, seed):
-    """The named training corpora -> each test corpus, once without and once with its audio."""
+    """The named training corpora -> each test corpus, in each of `target_audio`'s ways (TargetAudio)."""
     tests = list(s.test_corpora or s.test_only)
     if not tests:
         raise ConfigError(
@@ -295,7 +295,8 @@ class Runner:
             elif self.settings.normalization is Normalization.TRAIN:  # training rows' statistics, per job
                 job = replace(job, x=normalize(self.features, self.table, job.split, Normalization.TRAIN))
             for m, model_name in enumerate(self.settings.models):
-                pool = (self._pool_key(job.split), job.target_audio)
+                # unseen and statistics share a unit: the same fit, the test rows scaled two ways
+                pool = (self._pool_key(job.split), job.target_audio.pooled)
                 key = (model_name, seed, job.split.train.tobytes(), pool)
                 grouped.setdefault(key, []).append((position * len(self.settings.models) + m, job))
         return [Unit(key[0], key[1], tuple(jobs)) for key, jobs in grouped.items()]
@@ -437,7 +438,7 @@ def _pool(context: RunContext, x: np.ndarray, job: Job) -> np.ndarray | None:
     unlabeled, split = context.settings.unlabeled, job.split
     if unlabeled is UnlabeledPool.NONE:
         return None
-    if job.target_audio is TargetAudio.UNSEEN:  # the training corpora's rows alone, or nothing
+    if not job.target_audio.pooled:  # the training corpora's rows alone, or nothing
         return x[split.train] if unlabeled is UnlabeledPool.ALL else None
     return x[split.test] if unlabeled is UnlabeledPool.TARGET else x
 

@@ -431,8 +431,9 @@ def markdown(summary, results, figures, dbn, sae, header, out: Path, best: str |
         "multi_source": "Multi-source (several languages)",
         "leave_one_out": "Leave one corpus out",
         "transfer": "Transfer to test-only corpora (audio_unseen: their audio not used at all, each utterance "
-        "standardised with the training rows' statistics; audio_used: their label-free statistics standardise "
-        "them and their rows join the unlabeled pool)",
+        "standardised with the training rows' statistics; audio_statistics: the same fits, their label-free "
+        "statistics standardise them, as `crossemo evaluate` does a new corpus; audio_used: their label-free "
+        "statistics standardise them and their rows join the unlabeled pool)",
     }
     for scenario, title in titles.items():
         frame = summary[summary["scenario"] == scenario]

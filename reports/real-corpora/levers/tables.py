@@ -1,4 +1,4 @@
-"""The tables of ../levers.md, from the study's results (..) and the runs of each lever (here).
+"""The tables of ../levers.md, from the study's results (../study-8e2523c) and the runs of each lever (here).
 
     python reports/real-corpora/levers/tables.py
 
@@ -15,7 +15,7 @@ from crossemo.metrics import mean_ci
 from crossemo.report import compare, comparison_by
 
 HERE = Path(__file__).parent
-STUDY = HERE.parent
+STUDY = HERE.parent / "study-8e2523c"  # the study these were compared with
 SCENARIOS = ("within", "leave_one_out", "transfer")
 
 

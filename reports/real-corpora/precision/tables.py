@@ -5,7 +5,7 @@ study itself (every model at 32-true), on the same splits and seeds.
 
 The rerun's results are here (`python bench/study.py --skip-demo --keep DIR` at the commit that
 made dbn_paper and mlp_paper bf16-mixed, its DIR/project/results/*.parquet copied); the study's
-are in the folder above."""
+are in ../study-8e2523c/."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pandas as pd
 from crossemo.report import compare, comparison_by, identical_runs, load_results, scenario_changes
 
 HERE = Path(__file__).parent
-STUDY = HERE.parent
+STUDY = HERE.parent / "study-8e2523c"  # the study these were compared with
 SCENARIOS = ("within", "single_source", "target_fraction", "multi_source", "leave_one_out", "transfer")
 CHANGED = ("dbn_paper", "mlp_paper")
 
