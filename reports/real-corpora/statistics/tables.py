@@ -7,7 +7,10 @@
 transfer.parquet here is `python -m crossemo.stages.experiment transfer` in the project that
 `bench/study.py --skip-demo --keep DIR` left at commit 095174a (features, stacks and params.real.yaml
 of that study), run with this commit's code and `target_audio: [unseen, statistics, used]`; its
-unseen and used runs are checked against that study's own (../reuse/)."""
+unseen and used runs are checked against that study's own (../reuse/). leave_one_out_trainpool.parquet
+is `python -m crossemo.stages.experiment leave_one_out` in the same project for dbn_best_trainpool,
+dbn_best with `pretrain_data: train` (its stack pretrained on the training rows, the left-out
+corpus' audio in no pool)."""
 
 from __future__ import annotations
 
@@ -44,6 +47,12 @@ def main() -> None:
     print("\n## dbn_best minus svm per cell (points, means over the seeds)\n")
     cells = now.pivot_table(index=["target", "protocol"], columns="model", values="uar", aggfunc="mean") * 100
     print((cells["dbn_best"] - cells["svm"]).unstack("protocol")[WAYS].round(1).to_markdown())
+    print("\n## Leave one out with and without the left-out corpus' audio in dbn_best's pool (UAR %, ± 95%)\n")
+    trainpool = pd.read_parquet(HERE / "leave_one_out_trainpool.parquet")
+    both = pd.concat([leave_one_out[leave_one_out["model"].isin(["dbn_best", "svm"])], trainpool])
+    per_target = both.groupby(["target", "model"])["uar"].apply(cell).unstack("model")
+    per_target.loc["mean"] = (both.groupby("model")["uar"].mean() * 100).round(1).astype(str)
+    print(per_target.to_markdown())
 
 
 if __name__ == "__main__":
