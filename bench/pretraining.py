@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from sklearn.neural_network import BernoulliRBM
 
-from crossemo.dbn import PretrainSettings, pretrain_stack
+from crossemo.dbn import PretrainSettings
+from crossemo.training import pretrain_stack
 
 SIZES = (1000, 1000, 2000)
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"

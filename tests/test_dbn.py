@@ -11,14 +11,15 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import BatchSampler, RandomSampler
 
-from crossemo.dbn import (
-    FeedForward,
-    FinetuneSettings,
+from crossemo.dbn import FeedForward, FinetuneSettings, Precision, PretrainSettings, RBMStack, UniformDropout
+from crossemo.errors import UserError
+from crossemo.labels import CLASSES
+from crossemo.models import DBNValence, FeedForwardValence, make_model
+from crossemo.rbm import RBM
+from crossemo.splits import validation_split
+from crossemo.stacks import StackCache
+from crossemo.training import (
     LayerPretrainer,
-    Precision,
-    PretrainSettings,
-    RBMStack,
-    UniformDropout,
     batches,
     finetune,
     one_step_per_epoch,
@@ -26,12 +27,6 @@ from crossemo.dbn import (
     trainer,
     unweighted_average_recall,
 )
-from crossemo.errors import UserError
-from crossemo.labels import CLASSES
-from crossemo.models import DBNValence, FeedForwardValence, make_model
-from crossemo.rbm import RBM
-from crossemo.splits import validation_split
-from crossemo.stacks import StackCache
 
 from .conftest import log_likelihood
 
@@ -329,12 +324,12 @@ def test_pretrain_settings_reject_bad_combinations():
 
 
 def test_pretrained_stacks_are_cached_by_their_inputs(tmp_path, monkeypatch):
-    import crossemo.models as models
+    import crossemo.training as training
 
     x, y, speakers = blobs(n=120)
     calls = []
-    real = models.pretrain_stack
-    monkeypatch.setattr(models, "pretrain_stack", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = training.pretrain_stack
+    monkeypatch.setattr(training, "pretrain_stack", lambda *a, **k: calls.append(1) or real(*a, **k))
     params = dict(
         hidden=(8,),
         pretrain={"epochs": 2, "batch_size": 32},
@@ -444,7 +439,7 @@ def test_without_validation_rows_finetuning_runs_max_epochs_and_keeps_the_last_w
 
 
 def test_without_early_stopping_every_member_fits_every_training_row(monkeypatch):
-    import crossemo.models as models
+    import crossemo.training as training
 
     seen = []
 
@@ -452,8 +447,8 @@ def test_without_early_stopping_every_member_fits_every_training_row(monkeypatch
         seen.append((len(x), len(x_val)))
         return real(net, x, y, x_val, y_val, *args)
 
-    real = models.finetune
-    monkeypatch.setattr(models, "finetune", spy)
+    real = training.finetune
+    monkeypatch.setattr(training, "finetune", spy)
     x, y, speakers = blobs(n=120, seed=6)
     fine = {"max_epochs": 3, "validation_fraction": 0.0}
     model = DBNValence(hidden=(8,), pretrain={"epochs": 2, "batch_size": 32}, finetune=fine, ensemble=2, seed=1)
@@ -469,7 +464,7 @@ def test_without_early_stopping_every_member_fits_every_training_row(monkeypatch
 
 
 def test_members_may_stop_on_a_whole_training_corpus_each_in_turn(monkeypatch):
-    import crossemo.models as models
+    import crossemo.training as training
 
     held_out = []
 
@@ -477,8 +472,8 @@ def test_members_may_stop_on_a_whole_training_corpus_each_in_turn(monkeypatch):
         held_out.append(x_val.numpy())
         return real(net, x, y, x_val, y_val, *args)
 
-    real = models.finetune
-    monkeypatch.setattr(models, "finetune", spy)
+    real = training.finetune
+    monkeypatch.setattr(training, "finetune", spy)
     x, y, speakers = blobs(n=180, seed=7)
     two_corpora = np.where(np.isin(speakers, ["s0", "s1", "s2"]), "a/", "b/") + speakers
     params = dict(hidden=(8,), pretrain={"epochs": 2, "batch_size": 32}, finetune={"max_epochs": 3}, seed=1)

@@ -89,6 +89,7 @@ def test_the_derivation_follows_imports_inside_functions():
         "experiments.py",
         "models.py",
         "dbn.py",
+        "training.py",
         "rbm.py",
         "baselines.py",
         "report.py",

@@ -87,7 +87,8 @@ def test_an_existing_study_needs_resume_and_keeps_its_finished_trials(tmp_path, 
 def test_pruning_callback_hears_every_epochs_validation_uar():
     """Fine-tuning validates inside its one Lightning step per epoch: the pruning callback must still
     report each epoch's validation UAR to the trial (else no trial is ever pruned)."""
-    from crossemo.dbn import FeedForward, FinetuneSettings, finetune
+    from crossemo.dbn import FeedForward, FinetuneSettings
+    from crossemo.training import finetune
     from crossemo.tuning import EpochEndPruning
 
     rng = np.random.default_rng(0)

@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import logging
 
-import lightning as L
 import numpy as np
 import torch
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
 from sklearn.svm import SVC
 from torch import nn
-from torch.nn import functional as F
-from torch.utils.data import DataLoader
 
-from .dbn import batches, gradient_epoch, one_step_per_epoch, quiet_lightning, trainer
 from .estimator import ValenceModel
 
 log = logging.getLogger(__name__)
@@ -112,39 +108,6 @@ class SparseAutoencoder(nn.Module):
         return self.decoder(code), code
 
 
-class SparseAutoencoderModule(L.LightningModule):
-    """Reconstruction error plus a KL penalty pulling each unit's mean activation to `sparsity_target`."""
-
-    def __init__(
-        self,
-        net: SparseAutoencoder,
-        learning_rate: float,
-        sparsity_target: float,
-        sparsity_weight: float,
-        weight_decay: float,
-        data: DataLoader,
-    ):
-        super().__init__()
-        self.automatic_optimization = False  # a whole epoch per step, as in crossemo.dbn
-        self.net, self.learning_rate, self.weight_decay = net, learning_rate, weight_decay
-        self.sparsity_target, self.sparsity_weight, self.data = sparsity_target, sparsity_weight, data
-
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        reconstruction, code = self.net(x)
-        rho, rho_hat = self.sparsity_target, code.mean(0).clamp(1e-6, 1 - 1e-6)
-        kl = (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
-        return F.mse_loss(reconstruction, x) + self.sparsity_weight * kl
-
-    def training_step(self, batch, epoch_step):
-        """One epoch: an Adam step per mini-batch of `data` (see crossemo.dbn.one_step_per_epoch)."""
-        self.log("sae/loss", gradient_epoch(self, self.data, self.loss))
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(
-            self.net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay, fused=True
-        )
-
-
 class SparseAutoencoderSVM(ValenceModel):
     RUNTIME = frozenset({"logger", "progress"})
 
@@ -176,15 +139,17 @@ class SparseAutoencoderSVM(ValenceModel):
         return True  # the autoencoder learns its code from them
 
     def _fit(self, x, y, groups, unlabeled):
-        L.seed_everything(self.seed, workers=False, verbose=False)
+        from . import training  # Lightning loads where fits run, not where models are only built
+
+        training.seed_everything(self.seed)
         x_all = x if unlabeled is None else np.concatenate([x, unlabeled])
         self.autoencoder_ = SparseAutoencoder(x.shape[1], self.hidden)
-        data = batches(torch.from_numpy(x_all), batch_size=self.batch_size, shuffle=True, seed=self.seed)
-        module = SparseAutoencoderModule(
+        data = training.batches(torch.from_numpy(x_all), batch_size=self.batch_size, shuffle=True, seed=self.seed)
+        module = training.SparseAutoencoderModule(
             self.autoencoder_, self.learning_rate, self.sparsity_target, self.sparsity_weight, self.weight_decay, data
         )
-        with quiet_lightning(self.progress):
-            trainer(self.epochs, self.logger, self.progress).fit(module, one_step_per_epoch())
+        with training.quiet_lightning(self.progress):
+            training.trainer(self.epochs, self.logger, self.progress).fit(module, training.one_step_per_epoch())
         self.svm_ = calibrated_svm(C=self.C, seed=self.seed).fit(self._code(x), y)
 
     @torch.no_grad()

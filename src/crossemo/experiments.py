@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 
 from . import tracking
 from .config import Executor, ExperimentSettings, Scenario, TargetAudio, UnlabeledPool
-from .epoch_curves import BatchedMLFlowLogger
 from .errors import ConfigError
 from .executors import run_units
 from .features import labelled_rows
@@ -446,6 +445,8 @@ def _pool(context: RunContext, x: np.ndarray, job: Job) -> np.ndarray | None:
 def _logged_model(context: RunContext, model_name: str, seed: int, run_id: str):
     """A fresh model of the named configuration, its hyperparameters logged to the run, its curves
     going to the run and its pretrained stacks to the executor's store."""
+    from .epoch_curves import BatchedMLFlowLogger  # a Lightning logger: loaded where fits run
+
     mlflow.log_params(tracking.flatten(context.models.get(model_name, {})))
     # offered to every model; each takes what its class declares (models.MODELS[kind].RUNTIME)
     runtime = {

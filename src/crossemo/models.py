@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .baselines import GroupTunedSVMValence, SparseAutoencoderSVM, SVMValence, balanced_decisions, calibrated_svm
-from .dbn import FeedForward, FinetuneSettings, PretrainSettings, RBMStack, finetune, pretrain_stack
+from .dbn import FeedForward, FinetuneSettings, PretrainSettings, RBMStack
 from .errors import ConfigError, choice, settings_from
 from .estimator import ValenceModel
 from .splits import corpus_validation_split, validation_split
@@ -86,6 +86,8 @@ class FineTunedNet(ValenceModel):
         one pretrained stack). Averaging members that stopped on different held-out speakers steadies
         what one net's early stopping on a few speakers leaves to chance. Without early stopping
         (validation_fraction 0) every member fits every row; they differ by head, dropout and order."""
+        from . import training  # Lightning loads where fits run, not where models are only built
+
         fine = self._finetune_settings()
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
         self.nets_ = []
@@ -95,7 +97,7 @@ class FineTunedNet(ValenceModel):
             net = self._initial_net(x[train], x[val], unlabeled, seed)
             curves = self.logger if member == 0 else None  # one member's curves: the others' look alike
             self.nets_.append(
-                finetune(
+                training.finetune(
                     net,
                     t(x[train]),
                     t(y[train]),
@@ -195,8 +197,11 @@ class DBNValence(FineTunedNet):
         curves = self.logger if seed == self.seed else None  # one stack's curves: the others' look alike
 
         def build() -> RBMStack:
+            from . import training  # Lightning loads where fits run, not where models are only built
+
             monitor = None if held_out is None or not len(held_out) else torch.from_numpy(held_out)
-            return pretrain_stack(torch.from_numpy(x_pre), self.hidden, pre, monitor, curves, self.progress, seed)
+            rows = torch.from_numpy(x_pre)
+            return training.pretrain_stack(rows, self.hidden, pre, monitor, curves, self.progress, seed)
 
         if self.stack_store is None:
             return build()

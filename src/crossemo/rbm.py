@@ -3,7 +3,7 @@
 Energy, with unit-variance Gaussian visible units on standardised inputs (Hinton 2010, sec. 13.2):
     Bernoulli visible:  E(v, h) = -b.v - c.h - v.W.h
     Gaussian visible:   E(v, h) = ||v - b||^2 / 2 - c.h - v.W.h
-Training (contrastive divergence) lives in `crossemo.dbn`; this module only computes.
+Training (contrastive divergence) lives in `crossemo.training`; this module only computes.
 """
 
 from __future__ import annotations
