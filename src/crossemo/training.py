@@ -192,7 +192,7 @@ def pretrain_stack(
     seed: int = 0,
 ) -> RBMStack:
     """Greedy layer-wise pretraining: layer i learns the hidden activations of the trained layers below it."""
-    L.seed_everything(seed, workers=False, verbose=False)
+    seed_everything(seed)
     stack = RBMStack(x.shape[1], tuple(hidden))
     data, monitor = x, held_out
     for i, rbm in enumerate(stack.layers):
@@ -294,7 +294,7 @@ def finetune(
     """Supervised training that stops on the validation loss and returns the net at its best
     validation-UAR epoch; without validation rows, the net after exactly max_epochs; with
     `settings.swa_start`, the mean of its weights over the epochs from then on."""
-    L.seed_everything(seed, workers=False, verbose=False)
+    seed_everything(seed)
     counts = torch.bincount(y, minlength=net.head.out_features).clamp(min=1).float()
     train = batches(x, y, batch_size=settings.batch_size, shuffle=True, seed=seed)
     validation = (x_val, y_val) if len(x_val) else None
