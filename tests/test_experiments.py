@@ -165,6 +165,28 @@ def test_two_workers_give_the_same_results_and_pretrain_each_stack_once(store):
     assert len(pretrained) == 1
 
 
+def test_a_stack_several_fits_share_is_pretrained_once_ahead_of_them_whatever_the_pool(store):
+    # unlabeled: target pretrains on the test corpus' rows: the two fits testing on a corpus (one per
+    # other source) share its stack, so each of the three stacks gets a warm-up and is pretrained once
+    s = settings(store, models=("dbn_tiny",), workers=2, unlabeled="target")
+    assert len(Runner("single_source", feature_table(), TINY, s, progress=False).run()) == 6
+    runs = mlflow.search_runs(experiment_names=["crossemo-single_source"])
+    warmups = runs[runs["tags.stage"] == "pretraining"]
+    assert len(warmups) == 3
+    client = mlflow.MlflowClient(store)
+    pretrained = [r for r in runs["run_id"] if client.get_metric_history(r, "pretrain/layer0/reconstruction_error")]
+    assert len(pretrained) == 3
+
+
+def test_a_stack_only_one_fit_needs_gets_no_warm_up(store):
+    # transfer a+b -> c: its one fit without c's audio pretrains on a and b alone, a stack nothing else uses
+    s = settings(store, models=("dbn_tiny",), train_corpora=("a", "b"), test_corpora=("c",), target_audio=("unseen",))
+    Runner("transfer", feature_table(), TINY, s, progress=False).run()
+    runs = mlflow.search_runs(experiment_names=["crossemo-transfer"])
+    assert "tags.stage" not in runs or not (runs["tags.stage"] == "pretraining").any()
+    assert runs["tags.mlflow.parentRunId"].notna().sum() == 1
+
+
 def test_two_workers_carry_each_jobs_own_features_under_training_set_normalisation(store):
     train_only = dict(normalization="train", models=("svm",), reuse_fits=False)
     serial = Runner("leave_one_out", feature_table(), TINY, settings(store, **train_only), progress=False).run()

@@ -72,14 +72,12 @@ def test_unseen_audio_standardises_the_test_corpus_with_training_statistics_and_
     assert unseen[split.test].mean() > 1.0
     np.testing.assert_allclose(unseen[split.test], (x[split.test] - x[split.train].mean(0)) / x[split.train].std(0))
 
-    class Context:  # what _pool reads of a RunContext
-        settings = settings("sqlite://")
-
+    every_row = settings("sqlite://")  # experiments.unlabeled: all
     ways = (TargetAudio.USED, TargetAudio.UNSEEN, TargetAudio.STATISTICS)
     seen, hidden, scaled = (Job("t", split, target_audio=a) for a in ways)
-    assert len(_pool(Context, unseen, seen)) == len(table)  # 'all': every corpus, c's audio included
-    np.testing.assert_array_equal(_pool(Context, unseen, hidden), unseen[split.train])
-    np.testing.assert_array_equal(_pool(Context, unseen, scaled), unseen[split.train])  # statistics: no pool either
+    assert len(_pool(every_row, unseen, seen)) == len(table)  # 'all': every corpus, c's audio included
+    np.testing.assert_array_equal(_pool(every_row, unseen, hidden), unseen[split.train])
+    np.testing.assert_array_equal(_pool(every_row, unseen, scaled), unseen[split.train])  # statistics: no pool either
 
 
 def test_transfer_scenario_reports_both_ways_on_the_test_corpus(store):  # noqa: F811

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -171,12 +172,14 @@ class Unit:
 
 @dataclass(frozen=True)
 class StackWarmup:
-    """Pretrains, ahead of the fits, the stack that every fit of one pool-only DBN configuration and
-    seed shares. Without it the worker that reaches such a fit first pretrains (minutes at paper
-    size) while the others, reaching fits of the same seed, wait idle on the stack's lock."""
+    """Pretrains, ahead of the fits, a stack that several fits share: those of one pool-only DBN
+    configuration and seed whose unlabeled pools are the same rows. Without it the worker that
+    reaches such a fit first pretrains (minutes at paper size) while the others, reaching fits of
+    the same stack, wait idle on its lock."""
 
     model_name: str
     seed: int
+    pool: np.ndarray  # the rows the stack is pretrained on
 
 
 @dataclass(frozen=True)
@@ -233,11 +236,13 @@ class Runner:
             tracking.experiment(ArtifactStackStore.EXPERIMENT)
         with mlflow.start_run(experiment_id=experiment_id, run_name=f"{self.scenario}", tags=tags) as parent:
             mlflow.log_params(tracking.flatten({"experiments": _jsonable(self.settings)}))
+            x = self._normalized_once()
+            units = self._units(work)
             context = RunContext(
                 self.scenario,
                 self.models,
                 settings,
-                self._normalized_once(),
+                x,
                 self.table["valence"].to_numpy(),
                 speaker_keys(self.table).to_numpy(),
                 self.table[["corpus", "utterance_id", "speaker"]],
@@ -246,7 +251,7 @@ class Runner:
                 tags,
             )
             try:
-                rows = self._execute(context, [*self._warmups(), *self._units(work)])
+                rows = self._execute(context, [*self._warmups(units, x), *units])
             except BaseException as stop:
                 _end_unfinished_children(parent.info.run_id, stop)
                 raise
@@ -266,17 +271,21 @@ class Runner:
             _end_lost_children(context.parent_id, {row["run_id"] for _, row in rows})
         return rows
 
-    def _warmups(self) -> list[StackWarmup]:
-        """One per seed and pool-only DBN configuration, when every fit sees the same pool (all rows,
-        normalised once): their stacks are then pretrained first, side by side."""
-        if (
-            self.settings.unlabeled is not UnlabeledPool.ALL
-            or self.settings.normalization is Normalization.TRAIN
-            or self.scenario is Scenario.TRANSFER  # its pools differ by whether the test audio may be used
-        ):
-            return []
-        pool_only = [m for m in self.settings.models if model_from_config(self.models, m).needs_unlabeled_pool]
-        return [StackWarmup(name, seed) for seed in self.settings.seeds for name in pool_only]
+    def _warmups(self, units: list[Unit], x: np.ndarray | None) -> list[StackWarmup]:
+        """One per stack that two or more units would pretrain (the same pool-only DBN configuration,
+        seed and pool rows), in the units' order: e.g. per seed, every fit's pool of all rows, or
+        transfer's training corpora without the test audio, shared by each test corpus."""
+        pool_only = {m for m in self.settings.models if model_from_config(self.models, m).needs_unlabeled_pool}
+        shared: dict[tuple, list[np.ndarray]] = {}
+        for unit in units:
+            if unit.model_name in pool_only:
+                _, job = unit.jobs[0]
+                pool = _pool(self.settings, x if job.x is None else job.x, job)
+                if pool is None:  # no pool to pretrain on: the fit itself says so
+                    continue
+                digest = hashlib.sha1(np.ascontiguousarray(pool).tobytes()).digest()
+                shared.setdefault((unit.model_name, unit.seed, pool.shape, digest), []).append(pool)
+        return [StackWarmup(name, seed, pools[0]) for (name, seed, *_), pools in shared.items() if len(pools) > 1]
 
     def _normalized_once(self) -> np.ndarray | None:
         """corpus / speaker statistics do not depend on the split: one matrix serves every job."""
@@ -371,7 +380,7 @@ def _warm_up(context: RunContext, warmup: StackWarmup) -> None:
         parent_run_id=context.parent_id,
     ) as run:
         model = _logged_model(context, warmup.model_name, warmup.seed, run.info.run_id)
-        model.prepare_stack(context.x)  # the pool of UnlabeledPool.ALL: every row
+        model.prepare_stack(warmup.pool)
 
 
 def run_unit(context: RunContext, unit: Unit) -> list[tuple[int, dict]]:
@@ -400,7 +409,11 @@ def _fit_key(context: RunContext, unit: Unit, job: Job, x: np.ndarray) -> str | 
     if not (context.settings.reuse_fits and context.settings.log_models):
         return None
     train = job.split.train
-    pool = _pool(context, x, job) if model_from_config(context.models, unit.model_name).learns_from_unlabeled else None
+    pool = (
+        _pool(context.settings, x, job)
+        if model_from_config(context.models, unit.model_name).learns_from_unlabeled
+        else None
+    )
     return fit_key(
         context.models[unit.model_name], unit.seed, x[train], context.labels[train], context.speakers[train], pool
     )
@@ -433,8 +446,9 @@ def _nested_run(context: RunContext, unit: Unit, job: Job):
     )
 
 
-def _pool(context: RunContext, x: np.ndarray, job: Job) -> np.ndarray | None:
-    unlabeled, split = context.settings.unlabeled, job.split
+def _pool(settings: ExperimentSettings, x: np.ndarray, job: Job) -> np.ndarray | None:
+    """The label-free rows a fit of `job` may learn from (experiments.unlabeled, transfer's target_audio)."""
+    unlabeled, split = settings.unlabeled, job.split
     if unlabeled is UnlabeledPool.NONE:
         return None
     if not job.target_audio.pooled:  # the training corpora's rows alone, or nothing
@@ -463,7 +477,7 @@ def _fit(context: RunContext, unit: Unit, job: Job, x: np.ndarray, run_id: str):
         x[split.train],
         context.labels[split.train],
         groups=context.speakers[split.train],
-        unlabeled=_pool(context, x, job),
+        unlabeled=_pool(context.settings, x, job),
     )
 
 
