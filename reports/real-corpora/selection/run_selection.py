@@ -83,6 +83,11 @@ cands = {
   "mlpP_e3": ("mlp", dict(hidden=[1000, 1000, 2000], ensemble=3, finetune={**FT, "precision": "bf16-mixed"})),
   "dbnP_e3_own": ("dbn", dict(hidden=[1000, 1000, 2000], pretrain_data="unlabeled", pretrain=PAPER_PRE, ensemble=3,
                               member_stacks="own", finetune={**FT, "precision": "bf16-mixed"})),
+  # and with dbn_best's lighter pretraining (100 epochs, batches of 64), one stack shared by the members
+  "dbnP_e3_pre": ("dbn", dict(hidden=[1000, 1000, 2000], pretrain_data="unlabeled", pretrain={**PRE, "precision": "bf16-mixed"},
+                              ensemble=3, finetune={**FT, "precision": "bf16-mixed"})),
+  "dbnP_e5_pre": ("dbn", dict(hidden=[1000, 1000, 2000], pretrain_data="unlabeled", pretrain={**PRE, "precision": "bf16-mixed"},
+                              ensemble=5, finetune={**FT, "precision": "bf16-mixed"})),
 }
 which = sys.argv[1].split(",") if len(sys.argv) > 1 else list(cands)
 norms = [Normalization(n) for n in (sys.argv[2].split(",") if len(sys.argv) > 2 else ["corpus"])]
