@@ -15,10 +15,14 @@ batches of 32) and the demo-size one (88-128-128-256, batches of 64):
      each member apart against one step of all five as one batched network (stacked weights,
      `torch.baddbmm`), plain PyTorch both, float32 and bfloat16;
   5. one such member's training step with torch's dropout against `UniformDropout` (its mask from
-     uniform float32 draws).
+     uniform float32 draws);
+  6. where a paper-size bf16-mixed step's time goes (torch's profiler): the matrix products, the
+     fused Adam update, autocast's casts and the rest; the products' rate against the rate of one
+     large bfloat16 product (2048 x 2048 x 2048) on the same core.
 Last line: lightning_overhead_paper=<ratio> lightning_overhead_demo=<ratio> fused_adam_speedup=<ratio>
 bf16_speedup_paper=<32-true seconds / bf16-mixed seconds> batched_ensemble_speedup=<apart / batched>
-uniform_dropout_speedup=<torch's / uniform>.
+uniform_dropout_speedup=<torch's / uniform> matmul_share_paper=<fraction of the step>
+matmul_rate_fraction_paper=<the step's products' rate / the large product's>.
 """
 
 from __future__ import annotations
@@ -150,6 +154,41 @@ def adam_step_seconds(**options) -> float:
     return (time.perf_counter() - start) / 50
 
 
+def paper_step_anatomy(steps: int = 30) -> tuple[dict[str, float], float, float]:
+    """Milliseconds per paper-size bf16-mixed training step (batches of 32) spent in matrix products,
+    Adam, casts and the rest; the products' GFLOP/s; and one large bfloat16 product's GFLOP/s."""
+    from torch.profiler import ProfilerActivity, profile
+
+    hidden, batch_size = SIZES["paper"]
+    net = FeedForward(88, hidden)
+    optimizer = torch.optim.Adam(net.parameters(), 1e-3, fused=True)
+    x, y = data(batch_size, 5)
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(net(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    _per_step(step, 5)
+    with profile(activities=[ProfilerActivity.CPU]) as profiled:
+        for _ in range(steps):
+            step()
+    kinds = {"matmul": ("aten::mm", "aten::addmm"), "adam": ("aten::_fused_adam_",), "casts": ("aten::copy_",)}
+    self_ms = {e.key: e.self_cpu_time_total / 1e3 / steps for e in profiled.key_averages()}
+    total = sum(self_ms.values())
+    anatomy = {kind: sum(self_ms.get(op, 0.0) for op in ops) for kind, ops in kinds.items()}
+    anatomy["rest"] = total - sum(anatomy.values())
+    sizes = (88, *hidden, 2)
+    products = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    # forward, the weights' gradients, and the inputs' gradients of every layer but the first
+    flops = 2 * batch_size * (2 * products + products - sizes[0] * sizes[1])
+    a = torch.randn(2048, 2048, dtype=torch.bfloat16)
+    large = _per_step(lambda: a @ a, 10)
+    return anatomy, flops / (anatomy["matmul"] / 1e3) / 1e9, 2 * 2048**3 / large / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=5)
@@ -178,10 +217,18 @@ def main() -> None:
         print(f"5 members, 512-512, {name}: apart {apart * 1e3:.2f} ms/step, batched {batched * 1e3:.2f} ms/step")
     bernoulli, uniform = member_step_seconds(torch.nn.Dropout(0.5), 400), member_step_seconds(UniformDropout(0.5), 400)
     print(f"dbn_best member step, dropout 0.5: torch's {bernoulli * 1e3:.2f} ms, uniform draws {uniform * 1e3:.2f} ms")
+    anatomy, step_rate, large_rate = paper_step_anatomy()
+    step_ms = sum(anatomy.values())
+    print(
+        f"paper bf16-mixed step {step_ms:.2f} ms: "
+        + ", ".join(f"{kind} {ms:.2f} ms ({ms / step_ms:.0%})" for kind, ms in anatomy.items())
+        + f"; its products {step_rate:.0f} GFLOP/s, one 2048^3 bfloat16 product {large_rate:.0f} GFLOP/s"
+    )
     print(
         f"lightning_overhead_paper={overhead['paper']:.2f} lightning_overhead_demo={overhead['demo']:.2f} "
         f"fused_adam_speedup={foreach / fused:.2f} bf16_speedup_paper={full / bf16:.2f} "
-        f"batched_ensemble_speedup={batched_speedup['float32']:.2f} uniform_dropout_speedup={bernoulli / uniform:.2f}"
+        f"batched_ensemble_speedup={batched_speedup['float32']:.2f} uniform_dropout_speedup={bernoulli / uniform:.2f} "
+        f"matmul_share_paper={anatomy['matmul'] / step_ms:.2f} matmul_rate_fraction_paper={step_rate / large_rate:.2f}"
     )
 
 
