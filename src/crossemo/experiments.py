@@ -273,8 +273,8 @@ class Runner:
 
     def _warmups(self, units: list[Unit], x: np.ndarray | None) -> list[StackWarmup]:
         """One per stack that two or more units would pretrain (the same pool-only DBN configuration,
-        seed and pool rows), in the units' order: e.g. per seed, every fit's pool of all rows, or
-        transfer's training corpora without the test audio, shared by each test corpus."""
+        seed and pool rows), in the units' order: e.g. per seed, every fit's pool of all rows, or with
+        experiments.unlabeled: target, a test corpus' rows, shared by each source's fit."""
         pool_only = {m for m in self.settings.models if model_from_config(self.models, m).needs_unlabeled_pool}
         shared: dict[tuple, list[np.ndarray]] = {}
         for unit in units:
