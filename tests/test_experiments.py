@@ -142,6 +142,12 @@ def test_report_writes_metrics_figures_and_paper_comparison(store, tmp_path):
     assert "paper DBN acc." in report and "beats eGeMAPS + svm in UAR in" in report
 
 
+def pretraining_runs(store, runs: pd.DataFrame) -> list[str]:
+    """The runs that pretrained a stack (a warm-up, or a fit that found none stored): they carry its curves."""
+    client = mlflow.MlflowClient(store)
+    return [r for r in runs["run_id"] if client.get_metric_history(r, "pretrain/layer0/reconstruction_error")]
+
+
 def test_two_workers_give_the_same_results_and_pretrain_each_stack_once(store):
     serial = Runner("single_source", feature_table(), TINY, settings(store), progress=False).run()
     fresh = dict(workers=2, cache_dir=".cache/other", reuse_fits=False)  # fit again, on two workers
@@ -156,13 +162,9 @@ def test_two_workers_give_the_same_results_and_pretrain_each_stack_once(store):
     # Three DBN fits (one per source) share the one stack of seed 0: it is pretrained once. The
     # warm-up and the first fit start together on the two workers; whichever takes the stack's lock
     # first pretrains it (usually the warm-up, under load sometimes the fit), the other finds it stored.
-    client = mlflow.MlflowClient()
     under_parent = runs[runs["tags.mlflow.parentRunId"].isin(parents)]
     assert (under_parent["tags.stage"] == "pretraining").sum() == 1  # the warm-up ran
-    pretrained = [
-        r for r in under_parent["run_id"] if client.get_metric_history(r, "pretrain/layer0/reconstruction_error")
-    ]
-    assert len(pretrained) == 1
+    assert len(pretraining_runs(store, under_parent)) == 1
 
 
 def test_a_stack_several_fits_share_is_pretrained_once_ahead_of_them_whatever_the_pool(store):
@@ -173,9 +175,7 @@ def test_a_stack_several_fits_share_is_pretrained_once_ahead_of_them_whatever_th
     runs = mlflow.search_runs(experiment_names=["crossemo-single_source"])
     warmups = runs[runs["tags.stage"] == "pretraining"]
     assert len(warmups) == 3
-    client = mlflow.MlflowClient(store)
-    pretrained = [r for r in runs["run_id"] if client.get_metric_history(r, "pretrain/layer0/reconstruction_error")]
-    assert len(pretrained) == 3
+    assert len(pretraining_runs(store, runs)) == 3
 
 
 def test_a_stack_only_one_fit_needs_gets_no_warm_up(store):

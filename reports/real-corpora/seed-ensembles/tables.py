@@ -21,15 +21,12 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from crossemo.metrics import evaluate
 from crossemo.report import load_results
 
 HERE = Path(__file__).parent
 NETWORKS = ("dbn_best", "dbn_paper", "mlp_paper")
 CELL = ["scenario", "protocol", "model", "source", "target", "fold", "fraction"]
-
-
-def uar(true: np.ndarray, predicted: np.ndarray) -> float:
-    return float(np.mean([(predicted[true == c] == c).mean() for c in np.unique(true)]))
 
 
 def study_runs(project: Path) -> pd.DataFrame:
@@ -64,14 +61,14 @@ def ensembles(project: Path) -> pd.DataFrame:
         tested = [predictions(run) for _, run in seeds.iterrows()]
         if len(tested) < 2 or any(not t.index.equals(tested[0].index) for t in tested):
             continue  # another test set per seed: nothing to average
-        true = (tested[0]["true"] == "positive").to_numpy()
+        true = tested[0]["true"].to_numpy()
         mean_p = np.mean([t["p_positive"].to_numpy() for t in tested], axis=0)
         rows.append(
             {
                 **dict(zip(CELL, key)),
                 "seeds": len(tested),
                 "seed_mean": seeds["metrics.uar"].mean(),
-                "seed_ensemble": uar(true, mean_p > 0.5),
+                "seed_ensemble": evaluate(true, np.where(mean_p > 0.5, "positive", "negative"))["uar"],
             }
         )
     return pd.DataFrame(rows)
