@@ -20,6 +20,7 @@ from crossemo.splits import validation_split
 from crossemo.stacks import StackCache
 from crossemo.training import (
     LayerPretrainer,
+    ValenceClassifier,
     batches,
     finetune,
     one_step_per_epoch,
@@ -402,6 +403,29 @@ def test_input_noise_changes_the_fit_and_stays_seeded():
     )
     np.testing.assert_array_equal(fit(0.5), fit(0.5))
     assert not np.allclose(fit(0.5), fit(0.0))
+
+
+def test_mixup_trains_on_a_mixture_of_two_rows_and_of_their_labels():
+    """The batch loss is share * CE(mixed, own label) + (1 - share) * CE(mixed, partner's label),
+    share ~ Beta(alpha, alpha) and partners a permutation, both from torch's seeded generator."""
+    torch.manual_seed(0)
+    net = FeedForward(3, (4,))
+    x, y = torch.randn(6, 3), torch.tensor([0, 1, 1, 0, 1, 0])
+    weights = torch.tensor([1.0, 2.0])
+    settings = FinetuneSettings(mixup_alpha=0.4)
+    module = ValenceClassifier(net, settings, weights, data=None, validation=None)
+    torch.manual_seed(3)
+    loss = module._loss(x, y)
+    torch.manual_seed(3)
+    share = float(torch.distributions.Beta(torch.tensor(0.4), torch.tensor(0.4)).sample())
+    partner = torch.randperm(6)
+    logits = net(share * x + (1 - share) * x[partner])
+    ce = torch.nn.functional.cross_entropy
+    expected = share * ce(logits, y, weight=weights) + (1 - share) * ce(logits, y[partner], weight=weights)
+    torch.testing.assert_close(loss, expected)
+    assert not torch.allclose(loss, ce(net(x), y, weight=weights))
+    with pytest.raises(UserError, match="mixup_alpha is -1"):
+        FinetuneSettings(mixup_alpha=-1)
 
 
 def test_without_validation_rows_finetuning_runs_max_epochs_and_keeps_the_last_weights(tmp_path):

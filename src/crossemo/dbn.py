@@ -153,6 +153,9 @@ class FinetuneSettings:
     weight_decay: float = 0.0
     dropout: float = 0.0
     input_noise: float = 0.0  # std of Gaussian noise added to the (standardised) inputs of each training batch
+    # > 0: mixup (Zhang et al. 2018): each batch trains on convex mixtures of its rows and their labels,
+    # the mixing weight drawn from Beta(mixup_alpha, mixup_alpha) once per batch
+    mixup_alpha: float = 0.0
     # Of the training speakers, held out for early stopping. 0: no early stopping, every training
     # row for exactly max_epochs (a validation split of a few speakers picks its epoch by chance).
     validation_fraction: float = 0.2
@@ -168,6 +171,10 @@ class FinetuneSettings:
             raise ConfigError(
                 f"finetune.swa_start is {self.swa_start}; use 0 (no averaging) or an epoch from 1 to "
                 f"{surely_run} (min_epochs, or max_epochs without early stopping): training may end there"
+            )
+        if self.mixup_alpha < 0:
+            raise ConfigError(
+                f"finetune.mixup_alpha is {self.mixup_alpha}; use 0 (no mixup) or a Beta parameter above 0"
             )
         if not 0 <= self.validation_fraction < 1:
             raise ConfigError(

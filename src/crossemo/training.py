@@ -240,7 +240,18 @@ class ValenceClassifier(L.LightningModule):
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.settings.input_noise > 0:  # other corpora's recordings differ: do not fit one corpus' exact values
             x = x + self.settings.input_noise * torch.randn_like(x)
+        if self.settings.mixup_alpha > 0:
+            return self._mixup_loss(x, y)
         return F.cross_entropy(self.net(x), y, weight=self.class_weights)
+
+    def _mixup_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # torch's generator, seeded per fit like the noise above, so a fit stays repeatable
+        alpha = torch.tensor(self.settings.mixup_alpha)
+        share = torch.distributions.Beta(alpha, alpha).sample().item()
+        partner = torch.randperm(len(x))
+        logits = self.net(share * x + (1 - share) * x[partner])
+        own = F.cross_entropy(logits, y, weight=self.class_weights)
+        return share * own + (1 - share) * F.cross_entropy(logits, y[partner], weight=self.class_weights)
 
     def training_step(self, batch, epoch_step):
         train_loss = gradient_epoch(self, self.data, self._loss)

@@ -3,11 +3,13 @@ corpora), never on EMOVO or URDU. Tasks: EMO-DB -> SAVEE, SAVEE -> EMO-DB, and f
 folds of both together; two seeds each; score: mean UAR. Run from a project whose features/ hold the
 real corpora (`make real`'s features stage):
 
-    python reports/real-corpora/selection/run_selection.py NAME[,NAME...] corpus|speaker[,...] [FEATURES_DIR]
+    python reports/real-corpora/selection/run_selection.py NAME[,NAME...] corpus|speaker[,...] [FEATURES_DIR] [SEEDS]
+
+SEEDS (comma-separated) defaults to 0,1, the seeds every candidate was chosen on.
 
 It writes NAMEs_NORMs.csv beside itself (selection_runs.csv holds every row of the session's runs).
 """
-import sys, json, time, itertools
+import sys, time, functools
 import numpy as np, pandas as pd
 from joblib import Parallel, delayed
 
@@ -19,25 +21,27 @@ from crossemo.metrics import evaluate
 from sklearn.model_selection import GroupKFold
 from crossemo.stacks import StackCache
 
-F = sys.argv[3] if len(sys.argv) > 3 else "features"
 STACKS = ".cache/selection-stacks"
-table = pd.concat([pd.read_parquet(f"{F}/{c}.parquet") for c in ("emodb", "savee")], ignore_index=True)
-table, raw = labelled_rows(table)
-y = table["valence"].to_numpy(); spk = speaker_keys(table).to_numpy(); corpus = table["corpus"].to_numpy()
 
-def tasks():
-    out = []
-    for a, b in (("emodb", "savee"), ("savee", "emodb")):
-        out.append((f"{a}->{b}", np.flatnonzero(corpus == a), np.flatnonzero(corpus == b)))
-    groups = spk
-    for i, (tr, te) in enumerate(GroupKFold(4).split(raw, y, groups)):
-        out.append((f"spk{i}", tr, te))
-    return out
 
-def run(name, kind, params, norm, seed, task):
+@functools.cache
+def corpora(features_dir="features"):
+    """EMO-DB and SAVEE's labelled rows, raw features, labels, speakers and the six tasks."""
+    table = pd.concat([pd.read_parquet(f"{features_dir}/{c}.parquet") for c in ("emodb", "savee")], ignore_index=True)
+    table, raw = labelled_rows(table)
+    y = table["valence"].to_numpy(); spk = speaker_keys(table).to_numpy(); corpus = table["corpus"].to_numpy()
+    tasks = [(f"{a}->{b}", np.flatnonzero(corpus == a), np.flatnonzero(corpus == b))
+             for a, b in (("emodb", "savee"), ("savee", "emodb"))]
+    for i, (tr, te) in enumerate(GroupKFold(4).split(raw, y, spk)):
+        tasks.append((f"spk{i}", tr, te))
+    return table, raw, y, spk, tasks
+
+
+def run(name, kind, params, norm, seed, task_index, features_dir="features"):
     torch.set_num_threads(1)
+    table, raw, y, spk, tasks = corpora(features_dir)
     x = normalize(raw, table, None, norm)
-    label, tr, te = task
+    label, tr, te = tasks[task_index]
     # stacks kept in a folder of their own: fits of the same pool and seed pretrain each once
     runtime = {"stack_store": StackCache(STACKS)} if kind == "dbn" else {}
     m = make_model(kind, seed=seed, **params, **runtime)
@@ -88,13 +92,19 @@ cands = {
                               ensemble=3, finetune={**FT, "precision": "bf16-mixed"})),
   "dbnP_e5_pre": ("dbn", dict(hidden=[1000, 1000, 2000], pretrain_data="unlabeled", pretrain={**PRE, "precision": "bf16-mixed"},
                               ensemble=5, finetune={**FT, "precision": "bf16-mixed"})),
+  # a later probe: mixup (finetune.mixup_alpha), each batch trained on mixtures of two rows and their labels
+  "dbn512_e5_do_mix02": ("dbn", dict(hidden=[512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4, "mixup_alpha": 0.2})),
+  "dbn512_e5_do_mix1": ("dbn", dict(hidden=[512, 512], pretrain_data="unlabeled", pretrain=PRE, ensemble=5, finetune={**FT, "dropout": 0.5, "weight_decay": 1e-4, "mixup_alpha": 1.0})),
 }
-which = sys.argv[1].split(",") if len(sys.argv) > 1 else list(cands)
-norms = [Normalization(n) for n in (sys.argv[2].split(",") if len(sys.argv) > 2 else ["corpus"])]
-seeds = [0, 1]
-jobs = [(n, *cands[n], norm, s, t) for n in which for norm in norms for s in seeds for t in tasks()]
-rows = Parallel(n_jobs=2, verbose=0)(delayed(run)(*j) for j in jobs)
-df = pd.DataFrame(rows)
-df.to_csv(f"{__file__.rsplit('/', 1)[0]}/{'_'.join(which)}_{'_'.join(map(str,norms))}.csv", index=False)
-print(df.groupby(["name", "norm"]).agg(uar=("uar", "mean"), sec=("sec", "mean")).round(3).to_string())
-print(df.pivot_table(index=["name","norm"], columns="task", values="uar").round(3).to_string())
+
+if __name__ == "__main__":
+    which = sys.argv[1].split(",") if len(sys.argv) > 1 else list(cands)
+    norms = [Normalization(n) for n in (sys.argv[2].split(",") if len(sys.argv) > 2 else ["corpus"])]
+    features_dir = sys.argv[3] if len(sys.argv) > 3 else "features"
+    seeds = [int(s) for s in sys.argv[4].split(",")] if len(sys.argv) > 4 else [0, 1]
+    jobs = [(n, *cands[n], norm, s, t, features_dir) for n in which for norm in norms for s in seeds for t in range(6)]
+    rows = Parallel(n_jobs=2, verbose=0)(delayed(run)(*j) for j in jobs)
+    df = pd.DataFrame(rows)
+    df.to_csv(f"{__file__.rsplit('/', 1)[0]}/{'_'.join(which)}_{'_'.join(map(str,norms))}.csv", index=False)
+    print(df.groupby(["name", "norm"]).agg(uar=("uar", "mean"), sec=("sec", "mean")).round(3).to_string())
+    print(df.pivot_table(index=["name","norm"], columns="task", values="uar").round(3).to_string())
