@@ -3,6 +3,10 @@ UAR over its six tasks on EMO-DB and SAVEE (two cross-corpus, four speaker folds
 EMOVO and URDU are never loaded. Run from a project whose features/ hold the real corpora:
 
     python reports/real-corpora/selection/search.py MINUTES [FEATURES_DIR]
+    python reports/real-corpora/selection/search.py confirm TRIAL[,TRIAL...] SEEDS [FEATURES_DIR]
+
+The second form refits the named trials' configurations (dbn_best: trial 0) on other seeds, the
+same six tasks: a search's best score is the luckiest of many, so its winner is judged on fresh draws.
 
 The study lives in .cache/selection-search.db (rerun to continue it); at the end every trial is
 written to search_trials.csv beside this file. The first trial is dbn_best itself, so the sampler
@@ -17,6 +21,7 @@ from joblib import Parallel, delayed
 from run_selection import FT, PRE, cands, run
 from crossemo.splits import Normalization
 
+STORAGE, STUDY = "sqlite:///.cache/selection-search.db", "dbn-selection"
 DBN_BEST = {"layers": 2, "units": 512, "dropout": 0.5, "weight_decay": 1e-4, "finetune_learning_rate": 1e-3,
             "input_noise": 0.0, "batch_size": 32, "pretrain_epochs": 100, "pretrain_learning_rate": 1e-3}
 
@@ -48,11 +53,24 @@ def objective(trial: optuna.Trial, features_dir: str) -> float:
     return rows.uar.mean()
 
 
-if __name__ == "__main__":
+def confirm(numbers: list[int], seeds: list[int], features_dir: str) -> pd.DataFrame:
+    study = optuna.load_study(storage=STORAGE, study_name=STUDY)
+    jobs = [(f"trial{n}", "dbn", config(optuna.trial.FixedTrial(study.trials[n].params)), Normalization.SPEAKER,
+             seed, task, features_dir) for n in numbers for seed in seeds for task in range(6)]
+    return pd.DataFrame(Parallel(n_jobs=2)(delayed(run)(*job) for job in jobs))
+
+
+if __name__ == "__main__" and sys.argv[1] == "confirm":
+    numbers, seeds = [int(n) for n in sys.argv[2].split(",")], [int(s) for s in sys.argv[3].split(",")]
+    rows = confirm(numbers, seeds, sys.argv[4] if len(sys.argv) > 4 else "features")
+    rows.to_csv(f"{__file__.rsplit('/', 1)[0]}/search_confirm.csv", index=False)
+    print(rows.groupby("name").agg(uar=("uar", "mean"), sec=("sec", "mean")).round(3).to_string())
+    print(rows.pivot_table(index="name", columns="task", values="uar").round(3).to_string())
+elif __name__ == "__main__":
     minutes, features_dir = float(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "features"
     assert cands["dbn512_e5_do"][1]["finetune"]["dropout"] == DBN_BEST["dropout"]
     study = optuna.create_study(
-        storage="sqlite:///.cache/selection-search.db", study_name="dbn-selection", direction="maximize",
+        storage=STORAGE, study_name=STUDY, direction="maximize",
         load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=10))
     if not study.trials:
         study.enqueue_trial(DBN_BEST)
