@@ -18,7 +18,7 @@ import optuna
 import pandas as pd
 from joblib import Parallel, delayed
 
-from run_selection import FT, PRE, cands, run
+from run_selection import FT, PRE, run
 from crossemo.splits import Normalization
 
 STORAGE, STUDY = "sqlite:///.cache/selection-search.db", "dbn-selection"
@@ -68,7 +68,6 @@ if __name__ == "__main__" and sys.argv[1] == "confirm":
     print(rows.pivot_table(index="name", columns="task", values="uar").round(3).to_string())
 elif __name__ == "__main__":
     minutes, features_dir = float(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "features"
-    assert cands["dbn512_e5_do"][1]["finetune"]["dropout"] == DBN_BEST["dropout"]
     study = optuna.create_study(
         storage=STORAGE, study_name=STUDY, direction="maximize",
         load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=10))
