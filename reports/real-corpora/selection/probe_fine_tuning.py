@@ -11,23 +11,14 @@ now does in the package (dbn_best uses it); the others stayed probes.
 import sys, time
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 from joblib import Parallel, delayed
-from sklearn.model_selection import GroupKFold
-from crossemo.features import labelled_rows
-from crossemo.splits import normalize, speaker_keys, Normalization, validation_split
+from crossemo.splits import normalize, Normalization, validation_split
 from crossemo.models import DBNValence, make_model
 from crossemo.metrics import evaluate
-from crossemo import dbn as D
+from crossemo import training as D  # crossemo.dbn's Lightning loops until 8064abf
+from run_selection import corpora
 
 FEAT = sys.argv[3] if len(sys.argv) > 3 else "features"
-table = pd.concat([pd.read_parquet(f"{FEAT}/{c}.parquet") for c in ("emodb", "savee")], ignore_index=True)
-table, raw = labelled_rows(table)
-y = table["valence"].to_numpy(); spk = speaker_keys(table).to_numpy(); corpus = table["corpus"].to_numpy()
-
-def tasks():
-    out = [(f"{a}->{b}", np.flatnonzero(corpus == a), np.flatnonzero(corpus == b)) for a, b in (("emodb", "savee"), ("savee", "emodb"))]
-    for i, (tr, te) in enumerate(GroupKFold(4).split(raw, y, spk)):
-        out.append((f"spk{i}", tr, te))
-    return out
+table, raw, y, spk, TASKS = corpora(FEAT)  # run_selection's rows and six tasks
 
 class Recording(D.ValenceClassifier):
     """Records the epoch of the best validation UAR and of the lowest validation loss."""
@@ -115,7 +106,7 @@ def run(name, norm, seed, task):
 
 which = sys.argv[1].split(",")
 norm = Normalization(sys.argv[2] if len(sys.argv) > 2 else "speaker")
-jobs = [(n, norm, s, t) for n in which for s in (0, 1) for t in tasks()]
+jobs = [(n, norm, s, t) for n in which for s in (0, 1) for t in TASKS]
 df = pd.DataFrame(Parallel(n_jobs=2)(delayed(run)(*j) for j in jobs))
 df.to_csv(f"{__file__.rsplit('/', 1)[0]}/{'_'.join(which)}.csv", index=False)
 print(df.groupby("name").agg(uar=("uar", "mean"), sec=("sec", "mean")).round(3).to_string())

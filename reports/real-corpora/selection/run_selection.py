@@ -50,6 +50,12 @@ def run(name, kind, params, norm, seed, task_index, features_dir="features"):
     m.fit(x[tr], y[tr], groups=spk[tr], unlabeled=pool)
     return dict(name=name, norm=str(norm), seed=seed, task=label, uar=evaluate(y[te], m.predict(x[te]))["uar"], sec=time.time() - t)
 
+
+def score(name, kind, params, norm, seeds, features_dir="features"):
+    """One row per seed and task: the candidate fitted and tested on every task, two processes."""
+    jobs = [(name, kind, params, norm, seed, task, features_dir) for seed in seeds for task in range(6)]
+    return pd.DataFrame(Parallel(n_jobs=2)(delayed(run)(*job) for job in jobs))
+
 FT = dict(learning_rate=0.001, max_epochs=200, min_epochs=30, patience=30, batch_size=32, validation_fraction=0.2)
 PRE = dict(learning_rate=0.001, epochs=100, batch_size=64, momentum=0.9)
 PAPER_PRE = dict(learning_rate=0.001, epochs=500, batch_size=256, momentum=0.9, weight_decay=0.0002, precision="bf16-mixed")
@@ -98,13 +104,14 @@ cands = {
 }
 
 if __name__ == "__main__":
+    # Fit through the module imported by name: the workers cannot find __main__'s cached corpora().
+    from run_selection import cands, score
+
     which = sys.argv[1].split(",") if len(sys.argv) > 1 else list(cands)
     norms = [Normalization(n) for n in (sys.argv[2].split(",") if len(sys.argv) > 2 else ["corpus"])]
     features_dir = sys.argv[3] if len(sys.argv) > 3 else "features"
     seeds = [int(s) for s in sys.argv[4].split(",")] if len(sys.argv) > 4 else [0, 1]
-    jobs = [(n, *cands[n], norm, s, t, features_dir) for n in which for norm in norms for s in seeds for t in range(6)]
-    rows = Parallel(n_jobs=2, verbose=0)(delayed(run)(*j) for j in jobs)
-    df = pd.DataFrame(rows)
+    df = pd.concat([score(n, *cands[n], norm, seeds, features_dir) for n in which for norm in norms], ignore_index=True)
     df.to_csv(f"{__file__.rsplit('/', 1)[0]}/{'_'.join(which)}_{'_'.join(map(str,norms))}.csv", index=False)
     print(df.groupby(["name", "norm"]).agg(uar=("uar", "mean"), sec=("sec", "mean")).round(3).to_string())
     print(df.pivot_table(index=["name","norm"], columns="task", values="uar").round(3).to_string())

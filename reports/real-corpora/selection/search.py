@@ -16,9 +16,8 @@ import sys
 
 import optuna
 import pandas as pd
-from joblib import Parallel, delayed
 
-from run_selection import FT, PRE, run
+from run_selection import FT, PRE, score
 from crossemo.splits import Normalization
 
 STORAGE, STUDY = "sqlite:///.cache/selection-search.db", "dbn-selection"
@@ -44,10 +43,7 @@ def config(trial: optuna.Trial) -> dict:
 
 
 def objective(trial: optuna.Trial, features_dir: str) -> float:
-    params = config(trial)
-    jobs = [(f"trial{trial.number}", "dbn", params, Normalization.SPEAKER, seed, task, features_dir)
-            for seed in (0, 1) for task in range(6)]
-    rows = pd.DataFrame(Parallel(n_jobs=2)(delayed(run)(*job) for job in jobs))
+    rows = score(f"trial{trial.number}", "dbn", config(trial), Normalization.SPEAKER, (0, 1), features_dir)
     for task, uar in rows.groupby("task").uar.mean().items():
         trial.set_user_attr(task, uar)
     return rows.uar.mean()
@@ -55,9 +51,8 @@ def objective(trial: optuna.Trial, features_dir: str) -> float:
 
 def confirm(numbers: list[int], seeds: list[int], features_dir: str) -> pd.DataFrame:
     study = optuna.load_study(storage=STORAGE, study_name=STUDY)
-    jobs = [(f"trial{n}", "dbn", config(optuna.trial.FixedTrial(study.trials[n].params)), Normalization.SPEAKER,
-             seed, task, features_dir) for n in numbers for seed in seeds for task in range(6)]
-    return pd.DataFrame(Parallel(n_jobs=2)(delayed(run)(*job) for job in jobs))
+    return pd.concat([score(f"trial{n}", "dbn", config(optuna.trial.FixedTrial(study.trials[n].params)),
+                            Normalization.SPEAKER, seeds, features_dir) for n in numbers], ignore_index=True)
 
 
 if __name__ == "__main__" and sys.argv[1] == "confirm":
