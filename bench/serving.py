@@ -136,8 +136,9 @@ def main() -> None:
         uri = f"sqlite:///{tmp}/mlflow.db"
         table = synthetic_table()
         model = DBNValence(hidden=(1000, 1000, 2000), pretrain={"epochs": 1}, finetune={"max_epochs": 2})
-        pipeline, uar = train_pipeline(table, model, FeatureSettings())
-        register(pipeline, uar, table[feature_names()].head(1).astype("float64"), {"model": "bench"}, tracking_uri=uri)
+        trained = train_pipeline(table, model, FeatureSettings(), refit=False)
+        pipeline = trained.pipeline
+        register(trained, {"model": "bench"}, tracking_uri=uri)
         files = speech_files(args.batch, tmp)
         one = [{"audio_base64": base64.b64encode(files[0].read_bytes()).decode()}]
         batch = [{"audio_base64": base64.b64encode(f.read_bytes()).decode()} for f in files]

@@ -97,6 +97,26 @@ def feature_table(seed: int = 0) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def speaker_table(seed: int = 0, speakers: int = 3, rows: int = 40) -> pd.DataFrame:
+    """Like `feature_table`, with speakers of `rows` utterances (enough for their own statistics:
+    MIN_SPEAKER_ROWS) whose features are shifted by a speaker offset that per-speaker standardising removes."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for corpus in ("a", "b", "c"):
+        for s in range(speakers):
+            valence = np.where(rng.random(rows) < 0.5, "negative", "positive")
+            signal = (valence == "positive")[:, None] * (np.arange(88) < 10)
+            x = rng.normal(0, 1, (rows, 88)) + signal + rng.normal(0, 3, 88)  # the speaker's own offset
+            frame = pd.DataFrame(x.astype(np.float32), columns=feature_names())
+            frame.insert(0, "corpus", corpus)
+            frame.insert(1, "language", corpus)
+            frame.insert(2, "speaker", f"s{s}")
+            frame.insert(3, "utterance_id", [f"{corpus}{s}-{i}" for i in range(rows)])
+            frame.insert(4, "valence", valence)
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
 D = torch.float64  # exact comparisons with an enumerated RBM need double precision
 
 

@@ -234,6 +234,41 @@ def test_csv_manifest_unknown_label_names_the_line_and_the_vocabulary(tmp_path):
         load_corpus("manifest", tmp_path / "m.csv")
 
 
+def test_csv_manifest_reads_common_spellings_and_a_mapping_from_params(tmp_path):
+    from crossemo.config import ConfigError, corpus_config
+
+    words = ["happy", "Angry", "sad", "joy", "surprised", "disgusted", "fearful", "elated"]
+    for i in range(len(words)):
+        touch_wav(tmp_path, f"u{i}.wav")
+    rows = "".join(f"u{i}.wav,{word},s1,dutch\n" for i, word in enumerate(words))
+    (tmp_path / "m.csv").write_text("path,emotion,speaker,language\n" + rows)
+    with pytest.raises(CorpusError, match=r"m\.csv:9.*unknown emotion 'elated'.*a common spelling"):
+        load_corpus("manifest", tmp_path / "m.csv")
+    params = {
+        "corpora": {
+            "mine": {"loader": "manifest", "root": str(tmp_path / "m.csv"), "emotions": {"Elated": "happiness"}}
+        }
+    }
+    config = corpus_config(params, "mine")
+    table = load_corpus(config.loader, config.root, **config.options)
+    assert table["emotion"].tolist() == [
+        "happiness",
+        "anger",
+        "sadness",
+        "happiness",
+        "surprise",
+        "disgust",
+        "fear",
+        "happiness",
+    ]
+    params["corpora"]["mine"]["emotions"] = {"elated": "glee"}
+    with pytest.raises(CorpusError, match="maps 'elated' to 'glee'"):
+        load_corpus("manifest", tmp_path / "m.csv", **corpus_config(params, "mine").options)
+    params["corpora"]["mine"]["loader"] = "emodb"
+    with pytest.raises(ConfigError, match="corpora.mine.emotions maps a manifest's words"):
+        corpus_config(params, "mine")
+
+
 def test_missing_corpus_and_unknown_loader_say_what_was_expected(tmp_path):
     with pytest.raises(CorpusError, match=r"corpus folder not found.*wav/ folder.*params.yaml"):
         load_corpus("emodb", tmp_path / "nowhere")

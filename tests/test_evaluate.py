@@ -12,7 +12,7 @@ import yaml
 from crossemo.baselines import SVMValence
 from crossemo.config import corpus_config, feature_settings
 from crossemo.evaluation import corpus_features
-from crossemo.features import feature_names, labelled_rows
+from crossemo.features import labelled_rows
 from crossemo.metrics import evaluate
 from crossemo.registry import register, train_pipeline
 from crossemo.splits import Normalization, standardise_groups
@@ -51,10 +51,10 @@ def project(tmp_path_factory):
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     settings = feature_settings(params)
     train = corpus_features(corpus_config(params, "mine"), settings, progress=False)
-    pipeline, uar = train_pipeline(train, SVMValence(), settings, normalization=Normalization.CORPUS)
+    trained = train_pipeline(train, SVMValence(), settings, normalization=Normalization.CORPUS)
     uri = f"sqlite:///{root}/mlflow.db"
-    register(pipeline, uar, train[feature_names()].head(1).astype("float64"), {"model": "svm"}, tracking_uri=uri)
-    return root, uri, pipeline, params
+    register(trained, {"model": "svm"}, tracking_uri=uri)
+    return root, uri, trained.pipeline, params
 
 
 def run(project, *args) -> int:
@@ -66,7 +66,7 @@ def test_the_champion_is_scored_per_corpus_with_each_corpus_on_its_own_statistic
     root, _, pipeline, params = project
     assert run(project, "champion", "mine", "theirs", "-o", str(tmp_path / "scores.json")) == 0
     printed = capsys.readouterr()
-    assert "models:/crossemo-valence@champion (corpus normalisation)" in printed.err
+    assert "models:/crossemo-valence@champion (corpus normalisation" in printed.err
     scores = pd.DataFrame(json.loads((tmp_path / "scores.json").read_text())).set_index("corpus")
     assert list(scores.index) == ["mine", "theirs"] and (scores["n"] == 16).all()
     # the same numbers by hand: the registered SVM on the corpus standardised on its own statistics
@@ -88,6 +88,17 @@ def test_the_training_statistics_can_be_asked_for_instead(project, tmp_path):
     by_hand = evaluate(table["valence"], pipeline.model.predict(pipeline.standardise(x)))
     assert train["uar"].iloc[0] == pytest.approx(by_hand["uar"])
     assert corpus["n"].iloc[0] == train["n"].iloc[0] == 16
+
+
+def test_as_served_scores_one_utterance_at_a_time_and_the_synthetic_warning_is_absent(project, tmp_path, capsys):
+    root, _, pipeline, params = project
+    assert run(project, "champion", "theirs", "--as-served", "-o", str(tmp_path / "served.csv")) == 0
+    err = capsys.readouterr().err
+    assert "as served: one utterance at a time" in err and "crossemo-valence v1: binary valence" in err
+    assert "SYNTHETIC" not in err  # trained on manifest corpora, not on the demo's
+    table, x = labelled_rows(corpus_features(corpus_config(params, "theirs"), feature_settings(params), False))
+    by_hand = evaluate(table["valence"], pipeline.model.predict((x - pipeline.mean_) / pipeline.scale_))
+    assert pd.read_csv(tmp_path / "served.csv")["uar"].iloc[0] == pytest.approx(by_hand["uar"])
 
 
 def test_unknown_references_and_corpora_are_one_line_errors(project, capsys):

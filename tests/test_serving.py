@@ -21,7 +21,7 @@ from crossemo.baselines import SVMValence
 from crossemo.features import FeatureSettings, feature_names
 from crossemo.registry import CHAMPION, MODEL_NAME, register, train_pipeline
 
-from .conftest import SHARED_CORPORA, feature_table, free_port, tone
+from .conftest import SHARED_CORPORA, feature_table, free_port, speaker_table, tone
 
 pytestmark = pytest.mark.slow
 
@@ -45,51 +45,27 @@ def store(tmp_path_factory):
     old = os.getcwd()
     os.chdir(root)
     uri = f"sqlite:///{root}/mlflow.db"
-    table = feature_table()
-    pipeline, uar = train_pipeline(table, SVMValence(), FeatureSettings())
-    example = table[feature_names()].head(1).astype("float64")
-    version, crowned = register(
-        pipeline,
-        uar,
-        example,
-        {"model": "svm", "corpora": "a,b,c"},
-        tracking_uri=uri,
-        corpora=["a", "b", "c"],
-        synthetic=True,
-    )
+    table = speaker_table()
+    trained = train_pipeline(table, SVMValence(), FeatureSettings(), normalization="speaker", lone_rows="own_model")
+    done = register(trained, {"model": "svm"}, tracking_uri=uri, corpora=["a", "b", "c"], synthetic=True)
     yield {
         "root": root,
         "uri": uri,
-        "pipeline": pipeline,
-        "example": example,
-        "version": version,
-        "crowned": crowned,
+        "pipeline": trained.pipeline,
+        "version": done.version,
+        "crowned": done.crowned,
         "table": table,
     }
     os.chdir(old)
 
 
-def test_registration_sets_the_champion_alias_only_when_better(store):
-    assert store["version"] == 1 and store["crowned"]
-    client = mlflow.MlflowClient()
-    origin = {"corpora": ["a", "b", "c"], "synthetic": True}
-    v2, crowned2 = register(
-        store["pipeline"], 0.01, store["example"], {"model": "svm"}, tracking_uri=store["uri"], **origin
-    )
-    assert (v2, crowned2) == (2, False)
-    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "1"
-    v3, crowned3 = register(
-        store["pipeline"], 0.999, store["example"], {"model": "svm"}, tracking_uri=store["uri"], **origin
-    )
-    assert (v3, crowned3) == (3, True)
-    assert str(client.get_model_version_by_alias(MODEL_NAME, CHAMPION).version) == "3"
+def test_the_registered_model_asks_for_audio_features_and_an_optional_speaker(store):
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@{CHAMPION}")
-    assert model.metadata.signature is not None
-    assert {c.name for c in model.metadata.signature.inputs.inputs} >= {
-        "audio_base64",
-        "audio_path",
-        "loudness_sma3_amean",
-    }
+    inputs = {c.name: c for c in model.metadata.signature.inputs.inputs}
+    assert {"audio_base64", "audio_path", "speaker", "loudness_sma3_amean"} <= set(inputs)
+    assert not inputs["speaker"].required
+    outputs = [c.name for c in model.metadata.signature.outputs.inputs]
+    assert outputs == ["valence", "p_negative", "p_positive", "standardised_on", "model_version"]
 
 
 def test_a_dbn_pretrained_on_a_pool_alone_trains_for_registration():
@@ -104,8 +80,9 @@ def test_a_dbn_pretrained_on_a_pool_alone_trains_for_registration():
         finetune={"max_epochs": 2, "batch_size": 64},
     )
     assert dbn.needs_unlabeled_pool and not SVMValence().needs_unlabeled_pool
-    pipeline, uar = train_pipeline(table, dbn, FeatureSettings())
-    assert 0 <= uar <= 1 and tuple(pipeline.model.stack_.layers[0].weight.shape) == (88, 8)
+    trained = train_pipeline(table, dbn, FeatureSettings())
+    assert tuple(trained.pipeline.model.stack_.layers[0].weight.shape) == (88, 8)
+    assert trained.pipeline.model is not trained.validation.model  # refitted on every row
 
 
 def lying_wav(claimed_bytes: int = 0xFFFFFFF0, rate: int = 8000, payload: bytes = b"\x00\x01" * 8000) -> bytes:
@@ -168,12 +145,25 @@ def test_server_answers_speech_paths_and_features(server, store, tmp_path):
     response = ask(server, records)
     assert response.status_code == 200, response.text
     answer = pd.DataFrame(response.json()["predictions"])
-    assert answer.columns.tolist() == ["valence", "p_negative", "p_positive", "model_version"]
+    assert answer.columns.tolist() == ["valence", "p_negative", "p_positive", "standardised_on", "model_version"]
     assert set(answer["valence"]) <= {"negative", "positive"} and len(answer) == 4
     np.testing.assert_allclose(answer["p_negative"] + answer["p_positive"], 1, atol=1e-6)
     assert answer["p_negative"].iloc[0] == pytest.approx(answer["p_negative"].iloc[1])  # same audio, two routes
     champion = mlflow.MlflowClient(store["uri"]).get_model_version_by_alias(MODEL_NAME, CHAMPION)
     assert set(answer["model_version"]) == {str(champion.version)}
+
+
+def test_a_speakers_rows_in_one_request_are_standardised_together(server, store):
+    table = speaker_table(seed=3)
+    rows = table[feature_names()].astype(float).iloc[:40].to_dict("records")
+    with_speaker = [{**row, "speaker": "caller-7"} for row in rows]
+    answer = pd.DataFrame(ask(server, with_speaker).json()["predictions"])
+    assert (answer["standardised_on"] == "speaker").all()
+    x = table[feature_names()].to_numpy(np.float32)[:40]
+    expected = store["pipeline"].model.predict_proba((x - x.mean(0)) / x.std(0))[:, 1]
+    np.testing.assert_allclose(answer["p_positive"], expected, rtol=1e-4, atol=1e-6)
+    lone = pd.DataFrame(ask(server, rows).json()["predictions"])
+    assert (lone["standardised_on"] == "lone").all()
 
 
 @pytest.mark.parametrize(
@@ -261,6 +251,10 @@ def hostile_requests(store, rng: np.random.Generator) -> list[tuple[str, dict]]:
     records("dc offset", [{"audio_base64": _encoded(np.full(16000, 0.5, np.float32), 16000, "WAV")}])
     for value in (float("nan"), float("inf"), -float("inf"), "loud", None, True, [1, 2], {"a": 1}, 1e308, -1e308):
         records(f"feature value {value!r}", [{**features, "loudness_sma3_amean": value}])
+    for value in ("", None, float("nan"), "x" * 10_000, 7, 1.5, True, [1], {"a": 1}, "\x00", "é" * 50):
+        records(f"speaker {value!r:.40}", [{**features, "speaker": value}])
+    records("10000 speakers", [{**features, "speaker": f"s{i}"} for i in range(10_000)])
+    records("256 speakers", [{**features, "speaker": f"s{i}"} for i in range(256)])
     records("10000 rows", [features] * 10_000)
     records("300 rows", [features] * 300)
     cases.append(
@@ -326,8 +320,8 @@ def test_hostile_requests_get_200_or_a_4xx_with_a_reason_never_a_5xx(server, sto
 
 def test_the_server_says_what_it_serves_and_warns_of_synthetic_training_data(server, store):
     log = (store["root"] / "server.log").read_text()
-    assert "serving crossemo-valence v" in log and "trained on a,b,c" in log
-    assert "WARNING: these are the SYNTHETIC demo corpora" in log
+    assert "serving models:/crossemo-valence@champion" in log and "crossemo-valence v1: binary valence" in log
+    assert "Trained on a, b, c" in log and "the SYNTHETIC demo corpora, not speech" in log
     assert f"audio_path: files under {store['root'] / 'audio'}" in log
 
 
@@ -356,14 +350,14 @@ def test_a_pipeline_made_with_another_feature_set_asks_for_and_extracts_that_set
     x, y = rng.normal(size=(40, len(names))).astype(np.float32), np.repeat(["negative", "positive"], 20)
     model = SVMValence().fit(x, y, groups=np.arange(40) % 4)
     pipeline = ValencePipeline(FeatureSettings(feature_set="emobase"), np.zeros(len(names)), np.ones(len(names)), model)
-    assert [c.name for c in signature("emobase").inputs][2:] == names
+    assert [c.name for c in signature("emobase").inputs][3:] == names
     with pytest.raises(MlflowException, match="988 emobase columns"):  # eGeMAPS columns are not this model's
         rows_to_features(pipeline, pd.DataFrame([dict.fromkeys(feature_names()[:3], 1.0)]))
     row = pd.DataFrame([dict(zip(names, x[0].astype(float)))])
     assert np.array_equal(rows_to_features(pipeline, row), x[:1])
     audio = base64.b64encode(wav_bytes(1.0)).decode()
     assert rows_to_features(pipeline, pd.DataFrame([{"audio_base64": audio}])).shape == (1, len(names))
-    assert pipeline.predict_features(x[:2])["valence"].isin(["negative", "positive"]).all()
+    assert pipeline.score(x[:2])["valence"].isin(["negative", "positive"]).all()
 
 
 def test_a_pipeline_is_not_trained_on_tables_of_another_feature_set_than_it_would_serve():

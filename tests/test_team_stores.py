@@ -179,10 +179,10 @@ def test_a_demo_experiment_through_mlflow_server_shows_every_nested_run_with_its
 
 def test_a_model_registered_on_the_server_is_served_from_its_champion_alias(tracking_server, tmp_path):
     table = feature_table()
-    pipeline, uar = train_pipeline(table, SVMValence(), FeatureSettings(workers=1, cache_dir=str(tmp_path / "c")))
-    example = table[feature_names()].head(1).astype("float64")
-    version, crowned = register(pipeline, uar, example, {"model": "svm"}, tracking_uri=tracking_server)
-    assert crowned
+    trained = train_pipeline(table, SVMValence(), FeatureSettings(workers=1, cache_dir=str(tmp_path / "c")))
+    done = register(trained, {"model": "svm"}, tracking_uri=tracking_server)
+    version = done.version
+    assert done.crowned
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_server}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"

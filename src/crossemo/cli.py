@@ -121,48 +121,51 @@ def _cmd_register(args) -> None:
     from .config import corpus_config, feature_settings, load_params, registry_settings, trainable_corpora
     from .demo import is_synthetic
     from .experiments import load_features
-    from .features import feature_columns
     from .models import model_from_params
-    from .registry import register, train_pipeline
+    from .registry import MODEL_NAME, register, train_pipeline
 
     params = load_params(args.params)
     settings = registry_settings(params, model=args.model, corpora=args.corpora)
-    model_name, seed = settings.model, settings.seed
     corpora = list(trainable_corpora(params, settings.corpora, "registry.corpora"))
     table = load_features(corpora, args.features)
-    model = model_from_params(params, model_name, seed=seed)
-    pipeline, uar = train_pipeline(
-        table, model, feature_settings(params), settings.validation_fraction, seed, settings.normalization
+    model = model_from_params(params, settings.model, seed=settings.seed)
+    trained = train_pipeline(
+        table,
+        model,
+        feature_settings(params),
+        settings.validation_fraction,
+        settings.seed,
+        settings.normalization,
+        settings.lone_rows,
+        settings.refit,
     )
-    example = table[feature_columns(table)].head(1).astype("float64")
     synthetic = any(is_synthetic(corpus_config(params, c).root) for c in corpora)
-    version, crowned = register(
-        pipeline,
-        uar,
-        example,
-        {
-            "model": model_name,
-            "corpora": ",".join(corpora),
-            "seed": seed,
-            "normalization": str(settings.normalization),
-            "config": (params.get("models") or {}).get(model_name, {}),
-        },
-        corpora=corpora,
-        synthetic=synthetic,
-    )
+    run_params = {
+        "model": settings.model,
+        "corpora": ",".join(corpora),
+        "seed": settings.seed,
+        "normalization": str(settings.normalization),
+        "lone_rows": str(settings.lone_rows),
+        "refit": settings.refit,
+        "config": (params.get("models") or {}).get(settings.model, {}),
+    }
+    done = register(trained, run_params, corpora=corpora, synthetic=synthetic, crown=args.crown)
     print(
-        f"registered crossemo-valence v{version} (validation UAR {uar:.3f})"
-        + (" -> alias champion" if crowned else "; the champion stays")
+        f"registered {MODEL_NAME} v{done.version}: held-out UAR {trained.heldout_uar:.3f} with the speaker column, "
+        f"{trained.heldout_uar_lone:.3f} one utterance at a time ({len(trained.heldout)} utterances); "
+        f"trained on {trained.rows} utterances"
     )
+    print(("crowned champion: " if done.crowned else "the champion stays: ") + done.comparison.reason)
     if synthetic:
-        print("note: trained on the SYNTHETIC demo corpora; `crossemo serve` and `predict` will say so")
+        print("note: trained on the SYNTHETIC demo corpora; `crossemo serve`, `predict` and `evaluate` will say so")
 
 
 def _cmd_serve(args) -> None:
+    import json
     import os
 
-    from .registry import model_origin
-    from .server import MODEL_URI_ENV
+    from .registry import model_summary, resolve_version
+    from .server import MODEL_URI_ENV, SERVING_MODEL_CONFIG
     from .serving import AUDIO_ROOT_ENV
     from .tracking import configure
 
@@ -174,7 +177,10 @@ def _cmd_serve(args) -> None:
         env[AUDIO_ROOT_ENV] = str(Path(args.audio_root).resolve())
     model_uri = f"models:/crossemo-valence@{args.alias}"
     env[MODEL_URI_ENV] = model_uri
-    print(f"serving {model_origin(model_uri)}", file=sys.stderr)
+    version = resolve_version(model_uri)
+    if version is not None:  # answers report the version the registry assigned
+        env[SERVING_MODEL_CONFIG] = json.dumps({"model_version": str(version.version)})
+    print(f"serving {model_uri}:\n{model_summary(model_uri)}", file=sys.stderr)
     print(
         f"audio_path: {'files under ' + env[AUDIO_ROOT_ENV] if env.get(AUDIO_ROOT_ENV) else 'disabled'}",
         file=sys.stderr,
@@ -198,30 +204,28 @@ def _cmd_predict(args) -> None:
     """Score files, folders and patterns; a bad file gets its reason, the others their answers."""
     from dataclasses import replace
 
-    import mlflow
-
     from .config import feature_settings, load_params
-    from .registry import model_origin
-    from .scoring import as_text, expand_inputs, output_format, score_files, summary_line, write_answer
+    from .registry import load_registered, model_summary
+    from .scoring import AnswerWriter, expand_inputs, output_format, score_files, speaker_rule, summary_line
     from .tracking import configure
 
     files = expand_inputs(args.files)
     if args.output:
         output_format(args.output)  # a wrong extension fails before any work
+    speaker_of = speaker_rule(args.speaker_from) if args.speaker_from else None
     configure(args.tracking_uri)
-    model = mlflow.pyfunc.load_model(args.model_uri)
-    print(f"model: {model_origin(args.model_uri)}", file=sys.stderr)
+    model = load_registered(args.model_uri)
+    print(f"model: {args.model_uri}\n{model_summary(args.model_uri)}", file=sys.stderr)
     trained_with = model.unwrap_python_model().pipeline.features  # the model's own sampling rate and channel
     local = feature_settings(load_params(args.params)) if Path(args.params).is_file() else trained_with
     settings = replace(trained_with, workers=local.workers, cache_dir=local.cache_dir)
-    answer = score_files(model, files, settings, progress=len(files) >= 20)
+    speakers = [speaker_of(f) for f in files] if speaker_of else None
+    with AnswerWriter(args.output) as write:
+        written, failed = score_files(model, files, settings, write, speakers, progress=len(files) >= 20)
     if args.output:
-        write_answer(answer, args.output)
-        print(f"{len(answer)} rows -> {args.output}")
-    else:
-        print(as_text(answer))
-    print(summary_line(answer), file=sys.stderr)
-    if answer["error"].notna().any():
+        print(f"{written} rows -> {args.output}", file=sys.stderr)
+    print(summary_line(written, failed), file=sys.stderr)
+    if failed:
         sys.exit(1)
 
 
@@ -231,6 +235,7 @@ def _cmd_evaluate(args) -> None:
 
     from .config import corpus_config, feature_settings, load_params
     from .evaluation import as_markdown, corpus_features, evaluate_corpora, resolve, write_scores
+    from .registry import model_summary
     from .scoring import output_format
     from .splits import Normalization
     from .tracking import configure
@@ -240,7 +245,10 @@ def _cmd_evaluate(args) -> None:
     params = load_params(args.params)
     configs = [corpus_config(params, name) for name in args.corpora]  # an unknown name fails before any work
     configure(args.tracking_uri)
-    model = resolve(args.model, Normalization(args.normalization) if args.normalization else None)
+    model = resolve(args.model, Normalization(args.normalization) if args.normalization else None, args.as_served)
+    if args.model.startswith("models:/") or args.model == "champion":
+        uri = args.model if args.model.startswith("models:/") else "models:/crossemo-valence@champion"
+        print(model_summary(uri), file=sys.stderr)
     local = feature_settings(params)
     settings = (
         local if model.features is None else replace(model.features, workers=local.workers, cache_dir=local.cache_dir)
@@ -320,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--model", help="a configuration under params.yaml's models (default: registry.model)")
     reg.add_argument("--corpora", nargs="+", help="training corpora (default: registry.corpora, else all)")
     reg.add_argument("--features", default="features")
+    decide = reg.add_mutually_exclusive_group()
+    decide.add_argument(
+        "--crown", dest="crown", action="store_true", default=None, help="make it the champion whatever the comparison"
+    )
+    decide.add_argument("--no-crown", dest="crown", action="store_false", help="leave the champion as it is")
     reg.set_defaults(func=_cmd_register)
 
     serve = sub.add_parser(
@@ -347,6 +360,13 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--output", "-o", help="write the rows to a .csv or .json file instead of printing them")
     pred.add_argument("--params", default="params.yaml", help="features.workers and cache_dir from here, if present")
     pred.add_argument("--model-uri", default="models:/crossemo-valence@champion")
+    pred.add_argument(
+        "--speaker-from",
+        dest="speaker_from",
+        metavar="RULE",
+        help="group files by speaker, standardised together as in training: parent (the file's folder), "
+        "regex:PATTERN (its first group, searched in the path) or manifest:CSV (columns path, speaker)",
+    )
     pred.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db")
     pred.set_defaults(func=_cmd_predict)
 
@@ -363,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["train", "corpus", "speaker"],  # crossemo.splits.Normalization
         help="how the corpus' features are standardised (default: as the model was trained; corpus and speaker "
         "use the evaluated corpus' own label-free statistics)",
+    )
+    ev.add_argument(
+        "--as-served",
+        dest="as_served",
+        action="store_true",
+        help="score one utterance at a time, as the server answers a client that sends no speaker column",
     )
     ev.add_argument("--output", "-o", help="also write the rows to a .csv or .json file")
     ev.add_argument("--params", default="params.yaml")

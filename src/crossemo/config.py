@@ -15,7 +15,7 @@ import yaml
 from .corpora import LOADERS, PAPER_VALENCE, ValenceMap
 from .errors import ConfigError, choice, settings_from
 from .features import FeatureSettings
-from .splits import Normalization
+from .splits import LoneRows, Normalization
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -55,7 +55,12 @@ def corpus_config(params: dict, name: str) -> CorpusConfig:
         valence = LOADERS[loader].valence
     else:
         valence = ValenceMap.from_dict(params["valence"]) if "valence" in params else PAPER_VALENCE
-    return CorpusConfig(name, loader, Path(spec["root"]), valence, dict(spec.get("options") or {}))
+    options = dict(spec.get("options") or {})
+    if spec.get("emotions"):  # a manifest's own emotion words -> canonical emotions
+        if loader != "manifest":
+            raise ConfigError(f"corpora.{name}.emotions maps a manifest's words; {loader} reads its own labels")
+        options["emotions"] = dict(spec["emotions"])
+    return CorpusConfig(name, loader, Path(spec["root"]), valence, options)
 
 
 def feature_settings(params: dict) -> FeatureSettings:
@@ -262,13 +267,20 @@ class RegistrySettings:
     model: str = "dbn_demo"
     corpora: tuple[str, ...] | None = None  # None: every corpus in corpora: that is not test_only
     seed: int = 0
-    validation_fraction: float = 0.25
+    validation_fraction: float = 0.25  # of the speakers, held out for the version's estimate
     normalization: Normalization = Normalization.TRAIN  # as experiments.normalization; see serving.ValencePipeline
+    lone_rows: LoneRows = LoneRows.POOLED  # served rows without enough rows of their speaker (corpus / speaker)
+    refit: bool = True  # after the held-out estimate, refit on every labelled row: the registered weights
 
     def __post_init__(self):
         object.__setattr__(self, "normalization", choice(Normalization, self.normalization, "registry.normalization"))
+        object.__setattr__(self, "lone_rows", choice(LoneRows, self.lone_rows, "registry.lone_rows"))
         if self.corpora is not None:
             object.__setattr__(self, "corpora", tuple(self.corpora))
+        if not 0 < self.validation_fraction < 1:
+            raise ConfigError(f"registry.validation_fraction is {self.validation_fraction}; give a share in (0, 1)")
+        if not isinstance(self.refit, bool):
+            raise ConfigError(f"registry.refit is {self.refit!r}; give true or false")
 
 
 def registry_settings(params: dict, **overrides) -> RegistrySettings:

@@ -20,7 +20,7 @@ from .errors import ConfigError, UserError
 from .features import FeatureSettings, extract_table, labelled_rows
 from .fit_cache import stored_model
 from .metrics import evaluate
-from .registry import CHAMPION, MODEL_NAME
+from .registry import CHAMPION, MODEL_NAME, registered_pipeline
 from .scoring import output_format
 from .serving import ValencePipeline
 from .splits import Normalization, normalization_groups, standardise_groups
@@ -35,27 +35,34 @@ class EvaluatedModel:
     features: FeatureSettings | None  # the model's own extraction settings, when it records them
 
 
-def resolve(reference: str, normalization: Normalization | None = None) -> EvaluatedModel:
+def resolve(reference: str, normalization: Normalization | None = None, as_served: bool = False) -> EvaluatedModel:
     """`champion`, a `models:/name@alias` or `models:/name/version` URI, or an experiment run's id
-    (its model.joblib; logged with experiments.log_models). `normalization` overrides the model's own."""
+    (its model.joblib; logged with experiments.log_models). `normalization` overrides the model's own;
+    `as_served` scores a registered model one utterance at a time, as a client sending no speaker is served."""
     if reference == CHAMPION:
         reference = f"models:/{MODEL_NAME}@{CHAMPION}"
     if reference.startswith("models:/"):
-        return _registered(reference, normalization)
+        return _registered(reference, normalization, as_served)
+    if as_served:
+        raise ConfigError(f"--as-served scores a registered model as it is served; {reference} is an experiment run")
     return _experiment_run(reference.removeprefix("runs:/").split("/")[0], normalization)
 
 
-def _registered(uri: str, normalization: Normalization | None) -> EvaluatedModel:
-    try:
-        pipeline: ValencePipeline = mlflow.pyfunc.load_model(uri).unwrap_python_model().pipeline
-    except mlflow.exceptions.MlflowException as error:
-        raise UserError(f"{uri}: {error.message.splitlines()[0]} (register one with `crossemo register`)") from None
+def _registered(uri: str, normalization: Normalization | None, as_served: bool) -> EvaluatedModel:
+    pipeline: ValencePipeline = registered_pipeline(uri)
+    if as_served:
+        if normalization is not None:
+            raise ConfigError("--as-served standardises as the server does; leave out --normalization")
+        lone = f"as served: one utterance at a time, lone rows {pipeline.lone_rows}"
+        return EvaluatedModel(
+            f"{uri} ({lone})", lambda x, table: pipeline.score(x)["valence"].to_numpy(), pipeline.features
+        )
     method = normalization or pipeline.normalization
 
     def predict(x: np.ndarray, table: pd.DataFrame) -> np.ndarray:
         return pipeline.model.predict(pipeline.standardise(x, normalization_groups(table, method)))
 
-    return EvaluatedModel(f"{uri} ({method} normalisation)", predict, pipeline.features)
+    return EvaluatedModel(f"{uri} ({method} normalisation of each corpus' own statistics)", predict, pipeline.features)
 
 
 def _experiment_run(run_id: str, normalization: Normalization | None) -> EvaluatedModel:

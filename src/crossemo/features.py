@@ -170,32 +170,46 @@ def _extract_one(path: str) -> tuple[np.ndarray | None, str | None]:
     return values, None
 
 
-def extract(
-    paths: list[Path], settings: FeatureSettings, progress: str | None = ""
-) -> tuple[np.ndarray, dict[int, str]]:
-    """Features for each path (rows of NaN where bad) and {index: reason} for the bad ones.
-    The progress bar is labelled with the feature set, then `progress` (e.g. the corpus); None: no bar."""
-    n_features = len(feature_names(settings.feature_set))
-    out = np.full((len(paths), n_features), np.nan, dtype=np.float32)
-    bad: dict[int, str] = {}
-    jobs = [str(p) for p in paths]
-    chunk = max(1, min(32, len(jobs) // (settings.workers * 8) or 1))
-    with ProcessPoolExecutor(settings.workers, initializer=_init_worker, initargs=(settings,)) as pool:
-        results = pool.map(_extract_one, jobs, chunksize=chunk)
+class Extractor:
+    """Worker processes that extract features, kept open across calls (batch after batch)."""
+
+    def __init__(self, settings: FeatureSettings):
+        self.settings = settings
+
+    def __enter__(self) -> Extractor:
+        settings = self.settings
+        self._pool = ProcessPoolExecutor(settings.workers, initializer=_init_worker, initargs=(settings,))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown()
+
+    def __call__(self, paths: list[Path], progress: str | None = "") -> tuple[np.ndarray, dict[int, str]]:
+        """Features for each path (rows of NaN where bad) and {index: reason} for the bad ones.
+        The progress bar is labelled with the feature set, then `progress` (e.g. the corpus); None: no bar."""
+        settings = self.settings
+        out = np.full((len(paths), len(feature_names(settings.feature_set))), np.nan, dtype=np.float32)
+        bad: dict[int, str] = {}
+        jobs = [str(p) for p in paths]
+        chunk = max(1, min(32, len(jobs) // (settings.workers * 8) or 1))
+        results = self._pool.map(_extract_one, jobs, chunksize=chunk)
+        label = f"{settings.feature_set} {progress or ''}".strip()
         for i, (values, reason) in enumerate(
-            tqdm(
-                results,
-                total=len(jobs),
-                desc=f"{settings.feature_set} {progress or ''}".strip(),
-                unit="file",
-                disable=progress is None,
-            )
+            tqdm(results, total=len(jobs), desc=label, unit="file", disable=progress is None)
         ):
             if reason is None:
                 out[i] = values
             else:
                 bad[i] = reason
-    return out, bad
+        return out, bad
+
+
+def extract(
+    paths: list[Path], settings: FeatureSettings, progress: str | None = ""
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Features for each path (rows of NaN where bad) and {index: reason} for the bad ones."""
+    with Extractor(settings) as extractor:
+        return extractor(paths, progress)
 
 
 def extract_table(

@@ -14,6 +14,7 @@ import json
 import os
 
 MODEL_URI_ENV = "CROSSEMO_MODEL_URI"
+SERVING_MODEL_CONFIG = "SERVING_MODEL_CONFIG"  # MLflow's scoring server loads the model with this config (JSON)
 MAX_BODY_ENV = "CROSSEMO_MAX_BODY_BYTES"
 MAX_BODY_BYTES = 96 * 1024 * 1024  # 256 rows of base64 audio fit; the model caps the audio itself at 64 MiB
 

@@ -23,9 +23,10 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from .audio import BadAudio, read_utterance
 from .features import FeatureSet, FeatureSettings, _smile, feature_names
 from .models import ValenceModel
-from .splits import Normalization, standardise_groups
+from .splits import MIN_SPEAKER_ROWS, LoneRows, Normalization, standardise_groups
 
 AUDIO_COLUMNS = ("audio_base64", "audio_path")
+SPEAKER_COLUMN = "speaker"  # optional: rows of one speaker are standardised together, as in training
 MAX_AUDIO_BYTES = 20 * 1024 * 1024  # one decoded file
 MAX_REQUEST_AUDIO_BYTES = 64 * 1024 * 1024  # all rows' audio together
 MAX_AUDIO_SECONDS = 60.0
@@ -34,16 +35,23 @@ MAX_ROWS = 256
 AUDIO_ROOT_ENV = "CROSSEMO_AUDIO_ROOT"
 
 
+#: A served `speaker` value longer than this is refused: an id, a session or a caller, not a document.
+MAX_SPEAKER_CHARS = 200
+
+
 @dataclass
 class ValencePipeline:
     features: FeatureSettings
-    mean_: np.ndarray  # the training features' statistics: what standardises an utterance on its own
+    mean_: np.ndarray  # the training features' pooled statistics: what standardises a lone utterance
     scale_: np.ndarray
     model: ValenceModel
-    #: how the training rows were standardised. corpus / speaker: a batch whose rows come with their
-    #: corpus or speaker (`crossemo evaluate`) is standardised group by group on its own label-free
-    #: statistics, as in training; a lone served utterance has no group and takes mean_ and scale_.
+    #: how the training rows were standardised. corpus / speaker: the rows of one speaker in a request
+    #: (the `speaker` column) are standardised on their own label-free statistics, as in training;
+    #: train: every row on mean_ and scale_.
     normalization: Normalization = Normalization.TRAIN
+    #: the model for lone rows (LoneRows.OWN_MODEL), trained on rows standardised with mean_ and scale_;
+    #: None: lone rows go to `model`.
+    lone_model: ValenceModel | None = None
 
     def __post_init__(self):
         self._smile = None
@@ -53,8 +61,13 @@ class ValencePipeline:
 
     def __setstate__(self, state):
         state.setdefault("normalization", Normalization.TRAIN)  # pipelines registered before it existed
+        state.setdefault("lone_model", None)
         self.__dict__.update(state)
         self._smile = None
+
+    @property
+    def lone_rows(self) -> LoneRows:
+        return LoneRows.POOLED if self.lone_model is None else LoneRows.OWN_MODEL
 
     def standardise(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """Each group on its own statistics (`crossemo.splits.normalization_groups`); no groups (a
@@ -62,6 +75,39 @@ class ValencePipeline:
         if groups is None:
             return ((x - self.mean_) / self.scale_).astype(np.float32)
         return standardise_groups(x, groups)
+
+    def speaker_groups(self, speakers) -> np.ndarray:
+        """Per row, the speaker whose own statistics standardise it, or None for a lone row: no
+        speaker given, or fewer than MIN_SPEAKER_ROWS of theirs (training's rule), or a pipeline
+        trained on pooled statistics. Depends only on the rows of each speaker, not on their order."""
+        n = len(speakers) if speakers is not None else 0
+        if speakers is None or self.normalization is Normalization.TRAIN:
+            return np.full(n, None, dtype=object)
+        keys = pd.Series([s if isinstance(s, str) and s else None for s in speakers], dtype=object)
+        counts = keys.map(keys.value_counts())
+        return keys.where(counts >= MIN_SPEAKER_ROWS, None).to_numpy(dtype=object)
+
+    def score(self, x: np.ndarray, speakers=None) -> pd.DataFrame:
+        """valence, p_negative, p_positive and how each row was standardised ('speaker' or 'lone')."""
+        groups = self.speaker_groups(speakers) if speakers is not None else np.full(len(x), None, dtype=object)
+        own = np.array([g is not None for g in groups], dtype=bool)
+        labels = np.empty(len(x), dtype=object)
+        proba = np.empty((len(x), 2))
+        if own.any():
+            normalized = standardise_groups(x[own], groups[own].astype(str))
+            labels[own], proba[own] = self.model.predict(normalized), self.model.predict_proba(normalized)
+        if (~own).any():
+            model = self.lone_model or self.model
+            normalized = self.standardise(x[~own])
+            labels[~own], proba[~own] = model.predict(normalized), model.predict_proba(normalized)
+        return pd.DataFrame(
+            {
+                "valence": labels.astype(str),
+                "p_negative": proba[:, 0],
+                "p_positive": proba[:, 1],
+                "standardised_on": np.where(own, "speaker", "lone"),
+            }
+        )
 
     @property
     def feature_names(self) -> list[str]:
@@ -76,13 +122,6 @@ class ValencePipeline:
         if np.isnan(values).any():
             raise BadAudio(name, "openSMILE found too little voiced speech")
         return values.astype(np.float32)
-
-    def predict_features(self, x: np.ndarray) -> pd.DataFrame:
-        normalized = self.standardise(x)
-        proba = self.model.predict_proba(normalized)
-        return pd.DataFrame(
-            {"valence": self.model.predict(normalized), "p_negative": proba[:, 0], "p_positive": proba[:, 1]}
-        )
 
 
 def _bad(message: str) -> MlflowException:
@@ -191,16 +230,39 @@ def _decode(text: str, row: int) -> bytes:
     return data
 
 
+def request_speakers(frame: pd.DataFrame) -> list | None:
+    """The optional speaker column: a string per row, or empty (None, NaN, ""): a lone row.
+    Anything else gets a 400 naming the row."""
+    if SPEAKER_COLUMN not in frame.columns:
+        return None
+    speakers = []
+    for i, value in enumerate(frame[SPEAKER_COLUMN]):
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+            speakers.append(None)
+        elif not isinstance(value, str):
+            raise _bad(
+                f"row {i}: speaker must be a string (a speaker, session or caller id), not {type(value).__name__}"
+            )
+        elif len(value) > MAX_SPEAKER_CHARS:
+            raise _bad(f"row {i}: speaker is {len(value)} characters long; give an id of at most {MAX_SPEAKER_CHARS}")
+        else:
+            speakers.append(value)
+    return speakers
+
+
 class ValencePyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         import joblib
 
         self.pipeline = joblib.load(context.artifacts["pipeline"])
-        self.version = str((context.model_config or {}).get("model_version", "unknown"))
+        # The registry assigns the version after the model is logged: loaders pass it in (crossemo serve,
+        # predict and evaluate; MLflow's own server through MLFLOW's serving model config).
+        self.version = str((context.model_config or {}).get("model_version", "unregistered"))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        answer = self.pipeline.predict_features(rows_to_features(self.pipeline, frame))
+        features = rows_to_features(self.pipeline, frame)
+        answer = self.pipeline.score(features, request_speakers(frame))
         answer["model_version"] = self.version
         return answer
 
@@ -209,12 +271,13 @@ def signature(feature_set: FeatureSet = FeatureSet.EGEMAPS):
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
-    inputs = [ColSpec("string", c, required=False) for c in AUDIO_COLUMNS]
+    inputs = [ColSpec("string", c, required=False) for c in (*AUDIO_COLUMNS, SPEAKER_COLUMN)]
     inputs += [ColSpec("double", c, required=False) for c in feature_names(feature_set)]
     outputs = [
         ColSpec("string", "valence"),
         ColSpec("double", "p_negative"),
         ColSpec("double", "p_positive"),
+        ColSpec("string", "standardised_on"),
         ColSpec("string", "model_version"),
     ]
     return ModelSignature(Schema(inputs), Schema(outputs))

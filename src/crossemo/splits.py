@@ -26,6 +26,14 @@ class Normalization(StrEnum):
     SPEAKER = "speaker"  # each speaker on their own statistics (speakers with few utterances: their corpus')
 
 
+class LoneRows(StrEnum):
+    """How a served row is scored when its speaker is not given, or has fewer than
+    MIN_SPEAKER_ROWS rows in the request (no statistics of its own to standardise on)."""
+
+    POOLED = "pooled"  # the training rows' pooled statistics, then the model trained per speaker
+    OWN_MODEL = "own_model"  # the pooled statistics, then a second model trained on rows standardised so
+
+
 @dataclass(frozen=True)
 class Split:
     train: np.ndarray

@@ -1,7 +1,8 @@
 """Any other corpus, described by a CSV manifest with columns path, emotion, speaker, language.
 
-Optional columns: gender, utterance_id. Paths are relative to the manifest's folder. Emotions
-must be canonical names (see `crossemo.corpora.Emotion`).
+Optional columns: gender, utterance_id. Paths are relative to the manifest's folder. Emotions are
+canonical names (see `crossemo.corpora.Emotion`) or common spellings of them (`happy`, `angry`, `joy`:
+`EMOTION_SPELLINGS`); `emotions` (params.yaml's corpora.<name>.emotions) maps any other word.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .schema import CorpusError, Emotion, Gender
+from .schema import EMOTION_SPELLINGS, CorpusError, Emotion, Gender
 
 REQUIRED = ("path", "emotion", "speaker", "language")
 
@@ -24,8 +25,23 @@ def manifest_file(root: Path) -> Path:
     return path
 
 
-def scan(root: Path) -> list[dict]:
+def emotion_words(emotions: dict | None) -> dict[str, str]:
+    """Every word a manifest may use -> its canonical emotion: the canonical names, the common
+    spellings, then the corpus' own mapping (which wins)."""
+    known = {e.value for e in Emotion}
+    own = {str(k).strip().lower(): str(v).strip().lower() for k, v in (emotions or {}).items()}
+    wrong = {k: v for k, v in own.items() if v not in known}
+    if wrong:
+        word, target = next(iter(wrong.items()))
+        raise CorpusError(
+            "manifest", "params.yaml", f"corpora.<name>.emotions maps {word!r} to {target!r}", f"one of {sorted(known)}"
+        )
+    return {**{e: e for e in known}, **{k: str(v) for k, v in EMOTION_SPELLINGS.items()}, **own}
+
+
+def scan(root: Path, emotions: dict | None = None) -> list[dict]:
     path = manifest_file(root)
+    words = emotion_words(emotions)
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
@@ -33,13 +49,14 @@ def scan(root: Path) -> list[dict]:
     known = {e.value for e in Emotion}
     rows = []
     for line, row in enumerate(table.to_dict("records"), start=2):  # line 1 is the header
-        emotion = row["emotion"].strip().lower()
-        if emotion not in known:
+        emotion = words.get(row["emotion"].strip().lower())
+        if emotion is None:
             raise CorpusError(
                 "manifest",
                 f"{path}:{line}",
                 f"unknown emotion {row['emotion']!r}",
-                f"one of {', '.join(sorted(known))}",
+                f"one of {', '.join(sorted(known))}, a common spelling of one (happy, angry, sad, ...), "
+                "or a word mapped under params.yaml's corpora.<name>.emotions",
             )
         if not (path.parent / row["path"]).is_file():
             raise CorpusError(

@@ -32,6 +32,21 @@ class Emotion(StrEnum):
     IDLE = "idle"
 
 
+#: Common spellings of the canonical emotions in other corpora's manifests (lower case). A corpus'
+#: own words go under params.yaml's corpora.<name>.emotions.
+EMOTION_SPELLINGS = {
+    **{word: Emotion.ANGER for word in ("angry", "ang", "anger", "mad", "annoyed")},
+    **{word: Emotion.BOREDOM for word in ("bored", "boring", "bor")},
+    **{word: Emotion.CALM for word in ("calmness", "relaxed")},
+    **{word: Emotion.DISGUST for word in ("disgusted", "dis", "disgust")},
+    **{word: Emotion.FEAR for word in ("fearful", "afraid", "scared", "fea", "anxiety", "anxious")},
+    **{word: Emotion.HAPPINESS for word in ("happy", "joy", "joyful", "hap", "glad")},
+    **{word: Emotion.NEUTRAL for word in ("neu", "neutrality")},
+    **{word: Emotion.SADNESS for word in ("sad", "sorrow", "unhappy")},
+    **{word: Emotion.SURPRISE for word in ("surprised", "sur", "pleasant_surprise", "ps")},
+}
+
+
 class Valence(StrEnum):
     NEGATIVE = "negative"
     POSITIVE = "positive"
