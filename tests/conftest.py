@@ -141,20 +141,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_http(url: str, process=None, timeout: float = 120) -> None:
-    """Until `url` answers (any status below 500), or fail naming the URL (and the process' exit)."""
+def wait_for_http(url: str, process=None, timeout: float = 120, log: Path | None = None) -> None:
+    """Until `url` answers (any status below 500), or fail naming the URL (and the process' exit, with
+    the end of its log when given)."""
     import time
 
     import requests
 
+    tail = lambda: log.read_text()[-2000:] if log is not None and log.is_file() else ""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process is not None and process.poll() is not None:
-            pytest.fail(f"the server for {url} exited with status {process.returncode}")
+            pytest.fail(f"the server for {url} exited with status {process.returncode}\n{tail()}")
         try:
             if requests.get(url, timeout=2).status_code < 500:
                 return
         except requests.ConnectionError:
             pass
         time.sleep(0.5)
-    pytest.fail(f"{url} did not answer within {timeout:.0f} s")
+    if process is not None:
+        process.kill()
+    pytest.fail(f"{url} did not answer within {timeout:.0f} s\n{tail()}")

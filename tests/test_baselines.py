@@ -5,6 +5,7 @@ import pytest
 from sklearn.svm import SVC
 
 from crossemo.baselines import GroupTunedSVMValence, SparseAutoencoderSVM, SVMValence
+from crossemo.models import MODELS
 
 
 def imbalanced(n=400, seed=0, positive_share=0.2, shift=0.8):
@@ -82,3 +83,27 @@ def test_dbn_features_svm_decides_by_its_balanced_svm_on_the_stack_a_dbn_shares(
     np.testing.assert_array_equal(model.predict(x[300:]), model.classes_[svm.predict(top)])
     again = pickle.loads(pickle.dumps(model))  # the stack travels with the model: served without the store
     np.testing.assert_array_equal(again.predict_proba(x[300:]), model.predict_proba(x[300:]))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_set_params_converts_as_init_does_refuses_unknown_names_and_clone_round_trips(name):
+    from sklearn.base import clone
+
+    model = MODELS[name]()
+    copy = clone(model)
+    assert type(copy) is type(model) and copy is not model
+    assert copy.get_params() == model.get_params()
+    with pytest.raises(ValueError, match=r"has no parameter \['c'\]"):
+        model.set_params(c=10)
+    assert not hasattr(model, "c")
+
+
+def test_set_params_of_a_dbn_behaves_as_its_constructor():
+    from crossemo.errors import ConfigError
+    from crossemo.models import DBNValence
+
+    dbn = DBNValence(pretrain_data="train").set_params(pretrain_data="unlabeled")
+    assert dbn.needs_unlabeled_pool and dbn.learns_from_unlabeled
+    assert dbn.get_params() == DBNValence(pretrain_data="unlabeled").get_params()
+    with pytest.raises(ConfigError, match="pretrain_data is 'both'"):
+        dbn.set_params(pretrain_data="both")

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import BatchSampler, RandomSampler
 
+from crossemo import stacks
 from crossemo.dbn import FeedForward, FinetuneSettings, Precision, PretrainSettings, RBMStack, UniformDropout
 from crossemo.errors import UserError
 from crossemo.labels import CLASSES
@@ -349,8 +350,43 @@ def test_pretrained_stacks_are_cached_by_their_inputs(tmp_path, monkeypatch):
     bf16 = {**params, "pretrain": {**params["pretrain"], "precision": "bf16-mixed"}}
     DBNValence(seed=1, **bf16).fit(x, y, groups=speakers, unlabeled=pool)
     assert len(calls) == 4  # another arithmetic, another stack
+    monkeypatch.setattr(stacks, "stack_code_fingerprint", lambda: "rbm.py edited")
+    DBNValence(seed=1, **params).fit(x, y, groups=speakers, unlabeled=pool)
+    assert len(calls) == 5  # the code that makes stacks changed: the warm cache is not used
     with pytest.raises(ValueError, match="no unlabeled rows"):
         DBNValence(**params).fit(x, y, groups=speakers)
+
+
+KEY_SCRIPT = """
+import numpy as np
+from crossemo.dbn import PretrainSettings
+from crossemo.stacks import stack_key
+print(stack_key(np.ones((4, 3), np.float32), (2,), PretrainSettings(), 0))
+"""
+
+
+def test_a_stack_key_changes_with_the_code_that_makes_stacks_and_only_with_it(tmp_path):
+    """Edits in a copy of the package, each keyed in a fresh process (as a new session would)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import crossemo
+
+    def key_after(edit: str | None) -> str:
+        copy = tmp_path / (edit or "unchanged")
+        shutil.copytree(Path(crossemo.__file__).parent, copy / "crossemo")
+        if edit:
+            with open(copy / "crossemo" / edit, "a") as source:
+                source.write("\n# an edit\n")
+        env = {"PYTHONPATH": str(copy), "PATH": ""}
+        done = subprocess.run([sys.executable, "-c", KEY_SCRIPT], env=env, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    unchanged = key_after(None)
+    assert key_after("rbm.py") != unchanged and key_after("training.py") != unchanged
+    assert key_after("report.py") == unchanged
 
 
 def test_an_ensemble_averages_members_fine_tuned_from_one_stack_on_different_held_out_speakers():

@@ -12,7 +12,7 @@ import yaml
 from crossemo.baselines import SVMValence
 from crossemo.config import corpus_config, feature_settings
 from crossemo.evaluation import corpus_features
-from crossemo.features import labelled_rows
+from crossemo.features import feature_names, labelled_rows
 from crossemo.metrics import evaluate
 from crossemo.registry import register, train_pipeline
 from crossemo.splits import Normalization, standardise_groups
@@ -108,3 +108,14 @@ def test_unknown_references_and_corpora_are_one_line_errors(project, capsys):
     err = capsys.readouterr().err
     assert "corpus 'nowhere' is not in params.yaml's corpora: mine, theirs" in err
     assert "no run with a model.joblib artifact" in err and "give a .csv or .json file" in err
+
+
+def test_a_manifest_given_as_the_csv_file_itself_makes_its_table_and_features(project, tmp_path, monkeypatch):
+    root, _, _, params = project
+    monkeypatch.chdir(tmp_path)
+    csv = {**params, "corpora": {"mine": {"loader": "manifest", "root": str(root / "mine" / "manifest.csv")}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(csv))
+    assert cli_status(["table", "mine"]) == 0 and cli_status(["features", "mine"]) == 0
+    made = pd.read_parquet(tmp_path / "features" / "mine.parquet")
+    by_folder = corpus_features(corpus_config(params, "mine"), feature_settings(params), progress=False)
+    assert len(made) == 16 and np.allclose(made[feature_names()], by_folder[feature_names()])

@@ -102,6 +102,38 @@ def test_cache_is_keyed_by_content_and_settings_and_is_read_back(tmp_path):
     assert cache.key(path) != key
 
 
+def test_a_warm_cache_holds_a_file_to_min_duration_as_a_cold_one_does(tmp_path):
+    path = tone(tmp_path / "half.wav", seconds=0.5)
+    accepted, bad = extract([path], settings(tmp_path, min_duration=0.25))
+    assert not bad and np.isfinite(accepted).all()  # now cached
+    for cold in (False, True):
+        if cold:
+            for entry in (tmp_path / "cache").rglob("*.f32"):
+                entry.unlink()
+        _, bad = extract([path], settings(tmp_path, min_duration=1.0))
+        assert bad == {0: "too short: 0.500 s < features.min_duration 1.0 s"}
+
+
+def test_one_channel_is_decoded_and_a_file_that_decodes_huge_is_refused_from_its_header(tmp_path):
+    import soundfile as sf
+
+    from crossemo.audio import MAX_DECODED_SAMPLES
+
+    rate = 16000
+    t = np.arange(rate) / rate
+    channels = np.stack([np.sin(2 * np.pi * f * t) * 0.3 for f in (150, 300, 450)], 1).astype(np.float32)
+    sf.write(tmp_path / "three.wav", channels, rate, subtype="FLOAT")
+    for channel in range(3):
+        assert np.array_equal(read_utterance(tmp_path / "three.wav", channel).signal, channels[:, channel])
+    with pytest.raises(BadAudio, match="3 channel"):
+        read_utterance(tmp_path / "three.wav", 3)
+    huge = tmp_path / "huge.flac"  # silence compresses: a few KiB that decode to 8 x 96 kHz x 60 s
+    sf.write(huge, np.zeros((96000 * 60, 8), np.int16), 96000, format="FLAC")
+    assert huge.stat().st_size < 200_000 and 8 * 96000 * 60 > MAX_DECODED_SAMPLES
+    with pytest.raises(BadAudio, match="too large when decoded: 8 channels x 5760000 frames"):
+        read_utterance(huge, 0, max_duration=60.0)
+
+
 def test_two_workers_give_the_same_features_as_one(tmp_path):
     paths = [tone(tmp_path / f"{i}.wav", seconds=0.8, f0=120 + 30 * i, seed=i) for i in range(4)]
     one, _ = extract(paths, FeatureSettings(cache_dir=str(tmp_path / "c1"), workers=1))

@@ -6,16 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
 import pytest
-import requests
 
 from crossemo.experiments import ExperimentSettings, Runner
 
-from .conftest import feature_table, free_port
+from .conftest import feature_table, free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium")
@@ -58,16 +56,7 @@ def ui(tmp_path, monkeypatch):
         env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if requests.get(url, timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(1)
-    else:
-        server.kill()
-        pytest.fail("mlflow ui did not answer within 120 s")
+    wait_for_http(url, server, timeout=120)
     mlflow.set_tracking_uri(store)
     yield url, mlflow.get_experiment_by_name("crossemo-leave_one_out").experiment_id
     server.terminate()

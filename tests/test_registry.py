@@ -13,8 +13,8 @@ from crossemo.estimator import ValenceModel
 from crossemo.features import FeatureSettings, labelled_rows
 from crossemo.metrics import evaluate
 from crossemo.registry import CHAMPION, MODEL_NAME, load_registered, register, train_pipeline
-from crossemo.serving import MIN_SPEAKER_ROWS, request_speakers
-from crossemo.splits import LoneRows, Normalization, speaker_keys, standardizer, validation_split
+from crossemo.serving import request_speakers
+from crossemo.splits import MIN_SPEAKER_ROWS, LoneRows, Normalization, speaker_keys, standardizer, validation_split
 
 from .conftest import cli_status, feature_table, speaker_table
 

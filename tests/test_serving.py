@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -21,7 +20,7 @@ from crossemo.baselines import SVMValence
 from crossemo.features import FeatureSettings, feature_names
 from crossemo.registry import CHAMPION, MODEL_NAME, register, train_pipeline
 
-from .conftest import SHARED_CORPORA, feature_table, free_port, speaker_table, tone
+from .conftest import SHARED_CORPORA, feature_table, free_port, speaker_table, tone, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -42,13 +41,17 @@ def speech_path(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
-    old = os.getcwd()
-    os.chdir(root)
+    with pytest.MonkeyPatch.context() as patch:  # the working directory comes back, whatever happens
+        patch.chdir(root)
+        yield registered_store(root)
+
+
+def registered_store(root: Path) -> dict:
     uri = f"sqlite:///{root}/mlflow.db"
     table = speaker_table()
     trained = train_pipeline(table, SVMValence(), FeatureSettings(), normalization="speaker", lone_rows="own_model")
     done = register(trained, {"model": "svm"}, tracking_uri=uri, corpora=["a", "b", "c"], synthetic=True)
-    yield {
+    return {
         "root": root,
         "uri": uri,
         "pipeline": trained.pipeline,
@@ -56,7 +59,6 @@ def store(tmp_path_factory):
         "crowned": done.crowned,
         "table": table,
     }
-    os.chdir(old)
 
 
 def test_the_registered_model_asks_for_audio_features_and_an_optional_speaker(store):
@@ -102,28 +104,17 @@ def server(store):
     env = {**os.environ, "MLFLOW_TRACKING_URI": store["uri"], "CROSSEMO_AUDIO_ROOT": str(audio_root)}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["CROSSEMO_MAX_BODY_BYTES"] = str(8 * 2**20)
-    log = (store["root"] / "server.log").open("w")  # a file, not a pipe: a full pipe would stall the server
-    process = subprocess.Popen(
-        ["crossemo", "serve", "--port", str(port)],  # the README's command
-        cwd=store["root"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log = store["root"] / "server.log"  # a file, not a pipe: a full pipe would stall the server
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            ["crossemo", "serve", "--port", str(port)],  # the README's command
+            cwd=store["root"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if process.poll() is not None:
-            pytest.fail(f"server exited: {(store['root'] / 'server.log').read_text()[-2000:]}")
-        time.sleep(1)
-    else:
-        process.kill()
-        pytest.fail("server did not answer /ping within 180 s")
+    wait_for_http(f"{url}/ping", process, timeout=180, log=log)
     yield url
     process.terminate()
     process.wait(timeout=30)
@@ -246,6 +237,8 @@ def hostile_requests(store, rng: np.random.Generator) -> list[tuple[str, dict]]:
         signal = np.interp(np.arange(rate) / rate, t, voiced).astype(np.float32)
         records(f"{rate} Hz", [{"audio_base64": _encoded(signal, rate, "WAV", "PCM_16")}])
     records("stereo", [{"audio_base64": _encoded(np.stack([voiced, -voiced], 1), 16000, "WAV")}])
+    silence = np.zeros((96000 * 60, 8), np.int16)  # a few KiB of FLAC that decode to 8 x 96 kHz x 60 s
+    records("8 channels 96 kHz flac", [{"audio_base64": _encoded(silence, 96000, "FLAC")}])
     records("silence", [{"audio_base64": _encoded(np.zeros(16000, np.float32), 16000, "WAV")}])
     records("clipping", [{"audio_base64": _encoded(np.clip(voiced * 50, -1, 1), 16000, "WAV")}])
     records("dc offset", [{"audio_base64": _encoded(np.full(16000, 0.5, np.float32), 16000, "WAV")}])
@@ -255,6 +248,7 @@ def hostile_requests(store, rng: np.random.Generator) -> list[tuple[str, dict]]:
         records(f"speaker {value!r:.40}", [{**features, "speaker": value}])
     records("10000 speakers", [{**features, "speaker": f"s{i}"} for i in range(10_000)])
     records("256 speakers", [{**features, "speaker": f"s{i}"} for i in range(256)])
+    records("256 rows", [features] * 256)
     records("10000 rows", [features] * 10_000)
     records("300 rows", [features] * 300)
     cases.append(
@@ -302,15 +296,37 @@ def hostile_requests(store, rng: np.random.Generator) -> list[tuple[str, dict]]:
     return cases
 
 
+#: Cases whose answer is known: (status, words of the reason). The others may be 200 or a 4xx.
+EXPECTED = {
+    "256 rows": (200, ""),
+    "256 speakers": (200, ""),
+    "300 rows": (400, "300 rows > 256 per request"),
+    "10000 rows": (413, "request body too large"),  # this server's body cap (8 MiB) comes first
+    "10000 speakers": (413, "request body too large"),
+    "8 channels 96 kHz flac": (400, "too large when decoded"),
+    "speaker 7": (400, "speaker must be a string"),
+    "speaker True": (400, "speaker must be a string"),
+    "speaker '" + "x" * 39: (400, "give an id of at most 200"),
+    "speaker ''": (200, ""),
+    "speaker None": (200, ""),
+    "speaker nan": (200, ""),
+    "wav PCM_16": (200, ""),
+    "flac": (200, ""),
+}
+
+
 def test_hostile_requests_get_200_or_a_4xx_with_a_reason_never_a_5xx(server, store):
     cases = hostile_requests(store, np.random.default_rng(7))
-    assert len(cases) >= 200
+    assert len(cases) >= 200 and set(EXPECTED) <= {what for what, _ in cases}
     failures = []
     for what, kwargs in cases:
         response = requests.post(f"{server}/invocations", timeout=120, **kwargs)
-        if response.status_code == 200:
-            continue
-        if not 400 <= response.status_code < 500 or not response.text.strip():
+        status, reason = EXPECTED.get(what, (None, ""))
+        if status is not None and (response.status_code != status or reason not in response.text):
+            failures.append(
+                f"{what}: HTTP {response.status_code}, expected {status} {reason!r}: {response.text[-300:]}"
+            )
+        elif response.status_code != 200 and (not 400 <= response.status_code < 500 or not response.text.strip()):
             failures.append(f"{what}: HTTP {response.status_code} {response.text[:200]}")
     assert not failures, "\n".join(failures)
     assert requests.get(f"{server}/ping", timeout=10).status_code == 200
@@ -358,6 +374,19 @@ def test_a_pipeline_made_with_another_feature_set_asks_for_and_extracts_that_set
     audio = base64.b64encode(wav_bytes(1.0)).decode()
     assert rows_to_features(pipeline, pd.DataFrame([{"audio_base64": audio}])).shape == (1, len(names))
     assert pipeline.score(x[:2])["valence"].isin(["negative", "positive"]).all()
+
+
+def test_a_request_over_64_mib_of_audio_is_refused_before_any_is_decoded():
+    from mlflow.exceptions import MlflowException
+
+    from crossemo.serving import MAX_REQUEST_AUDIO_BYTES, rows_to_features
+
+    pipeline = train_pipeline(feature_table(), SVMValence(), FeatureSettings(), refit=False).pipeline
+    row = "A" * (17 * 2**20 * 4 // 3)  # 17 MiB of audio, base64: each under a file's 20 MiB, 68 in all
+    assert 4 * len(row) * 3 // 4 > MAX_REQUEST_AUDIO_BYTES
+    frame = pd.DataFrame({"audio_base64": [row] * 4})
+    with pytest.raises(MlflowException, match="MiB of audio in one request > 64 MiB"):
+        rows_to_features(pipeline, frame)
 
 
 def test_a_pipeline_is_not_trained_on_tables_of_another_feature_set_than_it_would_serve():

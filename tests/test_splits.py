@@ -72,6 +72,27 @@ def test_speaker_folds_never_share_a_speaker_and_cover_every_row():
         within_speaker_folds(table, "c", seed=0)
 
 
+def test_speaker_folds_differ_by_seed_even_when_speakers_differ_in_size():
+    """Speakers of unequal size: an unshuffled GroupKFold deals them out by size, whatever the seed."""
+    sizes = [40, 35, 30, 25, 20, 15, 12, 10, 8, 5]
+    table = pd.DataFrame(
+        {
+            "corpus": "e",
+            "speaker": np.repeat([f"s{i}" for i in range(len(sizes))], sizes),
+            "valence": np.resize(["negative", "positive"], sum(sizes)),
+        }
+    )
+    assignments = set()
+    for seed in (0, 1, 7):
+        folds = within_speaker_folds(table, "e", seed=seed, folds=5)
+        assert len(folds) == 5
+        assert sorted(np.concatenate([f.test for f in folds])) == list(range(len(table)))
+        assignments.add(frozenset(frozenset(table["speaker"].iloc[f.test]) for f in folds))
+    assert len(assignments) == 3  # three seeds, three different ways to fold the speakers
+    again = within_speaker_folds(table, "e", seed=1, folds=5)
+    assert frozenset(frozenset(table["speaker"].iloc[f.test]) for f in again) in assignments
+
+
 def test_cross_corpus_trains_on_sources_only():
     table = corpora_table()
     split = cross_corpus(table, ["a", "c"], "b")

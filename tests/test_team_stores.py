@@ -78,27 +78,28 @@ def tracking_server(postgres, tmp_path_factory):
     """`mlflow server` on PostgreSQL, serving its artifacts from a temporary folder."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()
-    log = (root / "server.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            f"{postgres}/mlflow",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=root,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
-    )
+    log = root / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"{postgres}/mlflow",
+                "--artifacts-destination",
+                str(root / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            cwd=root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/health", process, timeout=180)
@@ -186,14 +187,15 @@ def test_a_model_registered_on_the_server_is_served_from_its_champion_alias(trac
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_server}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(
-        ["crossemo", "serve", "--port", str(port)],  # models:/crossemo-valence@champion
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            ["crossemo", "serve", "--port", str(port)],  # models:/crossemo-valence@champion
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/ping", process, timeout=180)

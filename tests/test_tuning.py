@@ -137,3 +137,35 @@ def test_dropout_weight_decay_and_ensemble_size_are_searched_when_the_space_open
         SearchSpace(dropout=(0.5, 1.0))
     with pytest.raises(ValueError, match="at least 1 member"):
         SearchSpace(ensemble=(0, 2))
+
+
+def test_two_runs_with_one_seed_propose_the_same_trials_and_a_resume_draws_new_ones(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    table, x = data()
+    proposed = []
+    for name in ("first", "second"):
+        s = settings(tmp_path, study_name=name, seed=3)
+        prepare(s, resume=False)  # as `crossemo tune` does: create, then reopen in tune()
+        proposed.append([t.params for t in tune(table, x, s, resume=True, n_trials=3).trials])
+    assert proposed[0] == proposed[1] and len(proposed[0]) == 3
+    resumed = tune(table, x, settings(tmp_path, study_name="first", seed=3), resume=True, n_trials=4).trials
+    assert resumed[3].params not in proposed[0]
+
+
+def test_the_written_entry_fitted_again_equals_the_best_trials_fit(tmp_path, monkeypatch):
+    from crossemo.metrics import evaluate
+    from crossemo.models import model_from_config
+    from crossemo.splits import speaker_keys, validation_split
+
+    monkeypatch.chdir(tmp_path)
+    table, x = data()
+    s = settings(tmp_path)
+    study = tune(table, x, s, n_trials=2)
+    entry = yaml.safe_load((tmp_path / "best.yaml").read_text())["models"]
+    assert entry["dbn_tuned"]["pretrain_data"] == "train"
+    labels, groups = table["valence"].to_numpy(), speaker_keys(table).to_numpy()
+    train, val = validation_split(labels, groups, s.validation_fraction, s.seed)
+    # an experiment hands every fit an unlabeled pool: the entry must pretrain as the trial did, without it
+    model = model_from_config(entry, "dbn_tuned", seed=s.seed)
+    model.fit(x[train], labels[train], groups=groups[train], unlabeled=x)
+    assert evaluate(labels[val], model.predict(x[val]))["uar"] == pytest.approx(study.best_value, abs=1e-12)

@@ -12,6 +12,10 @@ import soundfile as sf
 
 from .errors import UserError
 
+#: Frames x channels a served file may decode to: a minute of stereo at 96 kHz. A small compressed
+#: file (silence in FLAC) can claim far more; every channel is decoded before one is kept.
+MAX_DECODED_SAMPLES = 60 * 96_000 * 2
+
 
 class BadAudio(UserError, ValueError):
     """An audio file that cannot be used, with the reason a person can act on."""
@@ -49,14 +53,13 @@ def read_utterance(
     if max_duration is not None:
         check_header(source, path, max_duration)
     try:
-        data, rate = sf.read(source, dtype="float32", always_2d=True)
+        signal, rate, channels = _one_channel(source, channel)
     except Exception as error:  # libsndfile raises several types for broken headers
         raise _corrupt(path, error) from None
-    if data.shape[0] == 0:
+    if len(signal) == 0:
         raise BadAudio(path, "empty: the file holds no samples")
-    if channel >= data.shape[1]:
-        raise BadAudio(path, f"has {data.shape[1]} channel(s), channel {channel} was asked for")
-    signal = np.ascontiguousarray(data[:, channel])
+    if channel >= channels:
+        raise BadAudio(path, f"has {channels} channel(s), channel {channel} was asked for")
     duration = len(signal) / rate
     if duration < min_duration:
         raise BadAudio(path, f"too short: {duration:.3f} s < features.min_duration {min_duration} s")
@@ -65,6 +68,17 @@ def read_utterance(
     if not np.any(signal):
         raise BadAudio(path, "silent: every sample is zero")
     return Utterance(signal, int(rate))
+
+
+def _one_channel(source, channel: int) -> tuple[np.ndarray, int, int]:
+    """(samples of one channel, rate, channels), decoded block by block: memory holds that channel,
+    not every channel of the file."""
+    with sf.SoundFile(source) as file:
+        if channel >= file.channels:
+            return np.zeros(1, np.float32), file.samplerate, file.channels
+        blocks = [b[:, channel].copy() for b in file.blocks(blocksize=1 << 16, dtype="float32", always_2d=True)]
+    signal = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    return signal, file.samplerate, file.channels
 
 
 def _wav_claimed_seconds(head: bytes) -> float | None:
@@ -84,9 +98,10 @@ def _wav_claimed_seconds(head: bytes) -> float | None:
     return None
 
 
-def check_header(source, name, max_duration: float) -> None:
-    """Refuse a file whose header claims more than max_duration seconds before decoding any of it:
-    a few bytes must not make the reader allocate hours of samples."""
+def check_header(source, name, max_duration: float | None = None, min_duration: float | None = None) -> None:
+    """Refuse a file whose header claims more than max_duration seconds, less than min_duration, or
+    more decoded samples than MAX_DECODED_SAMPLES, before decoding any of it: a few bytes must not
+    make the reader allocate hours of samples, and a cached file is held to the same limits."""
     if hasattr(source, "read"):
         head = source.read(4096)
         source.seek(0)
@@ -94,7 +109,7 @@ def check_header(source, name, max_duration: float) -> None:
         with open(source, "rb") as file:
             head = file.read(4096)
     claimed = _wav_claimed_seconds(head)
-    if claimed is not None and claimed > max_duration:
+    if max_duration is not None and claimed is not None and claimed > max_duration:
         raise _too_long(name, f"its header claims {claimed:.1f} s", max_duration)
     try:
         info = sf.info(source)
@@ -105,8 +120,17 @@ def check_header(source, name, max_duration: float) -> None:
             source.seek(0)
     if info.samplerate <= 0:
         raise BadAudio(name, f"corrupt header: sampling rate {info.samplerate}")
-    if info.frames / info.samplerate > max_duration:
-        raise _too_long(name, f"{info.frames / info.samplerate:.1f} s", max_duration)
+    duration = info.frames / info.samplerate
+    if max_duration is not None and duration > max_duration:
+        raise _too_long(name, f"{duration:.1f} s", max_duration)
+    if max_duration is not None and info.frames * info.channels > MAX_DECODED_SAMPLES:
+        raise BadAudio(
+            name,
+            f"too large when decoded: {info.channels} channels x {info.frames} frames at {info.samplerate} Hz "
+            f"> {MAX_DECODED_SAMPLES} samples; send one channel at 16 kHz",
+        )
+    if min_duration is not None and 0 < info.frames and duration < min_duration:
+        raise BadAudio(name, f"too short: {duration:.3f} s < features.min_duration {min_duration} s")
 
 
 def _corrupt(name, error: Exception) -> BadAudio:

@@ -99,7 +99,9 @@ def _cmd_tune(args) -> None:
     prepare(settings, args.resume)  # fails early if the study exists and --resume was not given
     if args.workers > 1:
         ctx = multiprocessing.get_context("spawn")
-        workers = [ctx.Process(target=tune, args=(table, x, settings, True)) for _ in range(args.workers)]
+        workers = [
+            ctx.Process(target=tune, args=(table, x, settings, True), kwargs={"worker": i}) for i in range(args.workers)
+        ]
         for w in workers:
             w.start()
         for w in workers:

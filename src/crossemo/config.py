@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .corpora import LOADERS, PAPER_VALENCE, ValenceMap
+from .corpora import LOADERS, PAPER_VALENCE, ValenceMap, audio_folder
 from .errors import ConfigError, choice, settings_from
 from .features import FeatureSettings
 from .splits import LoneRows, Normalization
@@ -40,6 +40,11 @@ class CorpusConfig:
     def __post_init__(self):
         if self.loader not in LOADERS:
             raise ConfigError(f"corpora.{self.name}.loader is {self.loader!r}; use one of {', '.join(LOADERS)}")
+
+    @property
+    def audio_root(self) -> Path:
+        """What the corpus table's paths are relative to (a manifest's folder when root is the CSV)."""
+        return audio_folder(self.loader, self.root)
 
 
 def corpus_config(params: dict, name: str) -> CorpusConfig:

@@ -71,8 +71,13 @@ class ValenceModel:
         return {name: getattr(self, name) for name in names}
 
     def set_params(self, **params) -> ValenceModel:
-        for name, value in params.items():
-            setattr(self, name, value)
+        """Change hyperparameters as scikit-learn does, checked and converted as `__init__` does it
+        (an enum's string becomes its member; a bad value or an unknown name is refused)."""
+        current = self.get_params(deep=False)
+        unknown = sorted(set(params) - set(current))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no parameter {unknown}; its parameters: {sorted(current)}")
+        type(self).__init__(self, **{**current, **params})
         return self
 
     _not_pickled: tuple[str, ...] = ()

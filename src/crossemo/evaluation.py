@@ -94,7 +94,7 @@ def _experiment_run(run_id: str, normalization: Normalization | None) -> Evaluat
 def corpus_features(config, settings: FeatureSettings, progress: bool = True) -> pd.DataFrame:
     """One corpus' labelled feature table, as the table and features stages make it."""
     table = load_corpus(config.loader, config.root, valence=config.valence, corpus=config.name, **config.options)
-    features, _ = extract_table(table, config.root, settings, progress=config.name if progress else None)
+    features, _ = extract_table(table, config.audio_root, settings, progress=config.name if progress else None)
     return features
 
 

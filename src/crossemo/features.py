@@ -154,8 +154,8 @@ def _extract_one(path: str) -> tuple[np.ndarray | None, str | None]:
     except OSError as error:
         return None, f"unreadable ({error.strerror})"
     try:
-        if settings.max_duration is not None:  # a cached file is still held to this run's limit
-            check_header(path, path, settings.max_duration)
+        # A cached file is still held to this run's limits: the cache key leaves them out.
+        check_header(path, path, settings.max_duration, settings.min_duration)
         cached = cache.get(key)
         if cached is not None:
             return cached, None

@@ -8,6 +8,7 @@ a new version when it beats the champion on rows neither of them trained on (`cr
 
 from __future__ import annotations
 
+import importlib.metadata
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,6 @@ import joblib
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
 from mlflow import MlflowClient
 
 from . import tracking
@@ -138,6 +138,16 @@ def train_pipeline(
     )
 
 
+#: crossemo's dependencies that the served model does not import (the pipeline, tuning and cluster tools).
+NOT_SERVED = ("dvc", "optuna", "dask", "psycopg", "pyarrow", "matplotlib")
+
+
+def served_requirements() -> list[str]:
+    """The logged model's pip requirements: crossemo's own (pyproject.toml), less those it does not serve with."""
+    required = importlib.metadata.requires("crossemo") or []
+    return [r for r in required if "extra ==" not in r and not r.lower().startswith(NOT_SERVED)]
+
+
 @dataclass(frozen=True)
 class Registration:
     version: int
@@ -197,15 +207,10 @@ def register(
                 # replaced when loaded: the registry assigns the version after logging (load_registered)
                 model_config={"model_version": "unregistered"},
                 registered_model_name=name,
-                pip_requirements=[
-                    f"torch=={torch.__version__.split('+')[0]}",
-                    "lightning>=2.6,<2.7",
-                    "mlflow>=3.17,<4",
-                    "opensmile>=2.6,<2.7",
-                    "scikit-learn",
-                    "pandas",
-                    "soundfile",
-                ],
+                # self-contained: MLflow's own tools (a fresh environment, build-docker) import the
+                # package from the model's copy of it, and install what it needs
+                code_paths=[str(Path(__file__).parent)],
+                pip_requirements=served_requirements(),
             )
     version = int(info.registered_model_version)  # the number MLflow assigned, never a guess
     tags = {**origin, "heldout_uar": f"{trained.heldout_uar:.4f}", **comparison.tags()}

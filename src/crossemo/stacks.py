@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import io
 import logging
 import tempfile
@@ -25,10 +27,24 @@ from .dbn import PretrainSettings, RBMStack
 log = logging.getLogger(__name__)
 
 
+#: The modules whose code makes a stack: the RBMs, the nets that hold them, their training loop, this cache.
+STACK_CODE = ("crossemo.rbm", "crossemo.dbn", "crossemo.training", "crossemo.stacks")
+
+
+@functools.cache
+def stack_code_fingerprint() -> str:
+    """The source of the modules that make a stack: an edit to them must not hand back an old stack."""
+    digest = hashlib.sha1()
+    for name in STACK_CODE:
+        digest.update(Path(importlib.util.find_spec(name).origin).read_bytes())
+    return digest.hexdigest()
+
+
 def stack_key(x: np.ndarray, hidden: tuple[int, ...], settings: PretrainSettings, seed: int) -> str:
-    """The same rows, sizes, settings, seed and torch version give the same stack."""
+    """The same rows, sizes, settings, seed, code and torch version give the same stack."""
     digest = hashlib.sha1(np.ascontiguousarray(x, dtype=np.float32).tobytes())
     digest.update(repr((x.shape, tuple(hidden), settings, seed, torch.__version__)).encode())
+    digest.update(stack_code_fingerprint().encode())
     return digest.hexdigest()
 
 

@@ -42,20 +42,25 @@ def storage(settings: TuneSettings) -> optuna.storages.RDBStorage:
     )
 
 
-def open_study(settings: TuneSettings, resume: bool) -> optuna.Study:
+def open_study(settings: TuneSettings, resume: bool, worker: int = 0) -> optuna.Study:
+    """The study, with a sampler seeded on every open. The seed also counts the trials already in the
+    study and the worker's number: a resumed study or a second worker draws new trials, not the
+    first ones again, and two runs with one seed propose the same trials."""
     store = storage(settings)
-    exists = settings.study_name in [s.study_name for s in optuna.get_all_study_summaries(store)]
+    summaries = {s.study_name: s for s in optuna.get_all_study_summaries(store)}
+    exists = settings.study_name in summaries
     if exists and not resume:
         raise UserError(
             f"study {settings.study_name!r} already exists in {settings.storage}: "
             "pass --resume to continue it, or --study-name for a new one"
         )
+    trials = summaries[settings.study_name].n_trials if exists else 0
     return optuna.create_study(
         storage=store,
         study_name=settings.study_name,
         direction="maximize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=None if exists else settings.seed),
+        sampler=optuna.samplers.TPESampler(seed=settings.seed + trials + 100_003 * worker),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3),
     )
 
@@ -120,7 +125,7 @@ def best_params_yaml(study: optuna.Study, settings: TuneSettings) -> dict:
             "dbn_tuned": {
                 "model": "dbn",
                 "hidden": hidden,
-                "pretrain_data": "train+unlabeled",
+                "pretrain_data": "train",  # as every trial pretrained: on the training rows alone
                 "ensemble": p.get("ensemble", 1),  # studies begun before these levers lack them
                 "pretrain": {
                     "learning_rate": p["pretrain_learning_rate"],
@@ -154,9 +159,11 @@ def tune(
     resume: bool = False,
     tracking_uri: str | None = None,
     n_trials: int | None = None,
+    worker: int = 0,
 ) -> optuna.Study:
-    """Run (or resume) the study in this process until it holds n_trials finished trials."""
-    study = open_study(settings, resume)
+    """Run (or resume) the study in this process until it holds n_trials finished trials. `worker`:
+    this process' number among those sharing the study (their samplers differ)."""
+    study = open_study(settings, resume, worker)
     target = n_trials or settings.n_trials
     done = len([t for t in study.trials if t.state.is_finished()])
     tracking.configure(tracking_uri)

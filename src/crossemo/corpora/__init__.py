@@ -25,6 +25,7 @@ __all__ = [
     "ValenceMap",
     "PAPER_VALENCE",
     "load_corpus",
+    "audio_folder",
 ]
 
 
@@ -105,6 +106,12 @@ LOADERS: dict[str, Loader] = {
     "cremad": Loader(cremad.scan, "english", description="CREMA-D, crowd-rated acted speech"),
     "manifest": Loader(manifest.scan, None, description="any corpus from a CSV manifest"),
 }
+
+
+def audio_folder(name: str, root: str | Path) -> Path:
+    """The folder a corpus table's `path` column is relative to: the root, or for a CSV manifest
+    given as the file itself, the manifest's folder."""
+    return manifest.manifest_file(root).parent if name == "manifest" else Path(root)
 
 
 def load_corpus(

@@ -25,7 +25,7 @@ def run(args) -> None:
     params = load_params(args.params)
     cfg, settings = corpus_config(params, args.corpus), feature_settings(params)
     table = pd.read_parquet(args.table or f"tables/{cfg.name}.parquet")
-    features, rejected = extract_table(table, cfg.root, settings, progress=cfg.name)
+    features, rejected = extract_table(table, cfg.audio_root, settings, progress=cfg.name)
     out = Path(args.out or f"features/{cfg.name}.parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
     features.to_parquet(out, index=False)
