@@ -16,8 +16,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from crossemo.corpora import load_corpus
-from crossemo.features import FeatureSettings, extract
+from crossemo.data.corpora import load_corpus
+from crossemo.data.features import FeatureSettings, extract
 
 REAL = {"emodb": "emodb", "savee": "savee", "emovo": "emovo", "urdu": "urdu"}
 

@@ -5,7 +5,7 @@
 Measured in one run on random standardised features (1,500 training and 380 validation rows, one
 torch thread, as each experiment worker has on 2 cores), for the paper-size net (88-1000-1000-2000,
 batches of 32) and the demo-size one (88-128-128-256, batches of 64):
-  1. milliseconds per mini-batch step through `crossemo.training.finetune` (Lightning, an epoch per step,
+  1. milliseconds per mini-batch step through `crossemo.models.training.finetune` (Lightning, an epoch per step,
      one validation pass an epoch) and through a plain loop doing the same work; their ratio is
      Lightning's overhead;
   2. one Adam step on the paper-size net: PyTorch's default (foreach) against `fused=True`;
@@ -35,8 +35,8 @@ import warnings
 import torch
 from torch.nn import functional as F
 
-from crossemo.dbn import FeedForward, FinetuneSettings, UniformDropout
-from crossemo.training import finetune
+from crossemo.models.nets import FeedForward, FinetuneSettings, UniformDropout
+from crossemo.models.training import finetune
 
 SIZES = {"paper": ((1000, 1000, 2000), 32), "demo": ((128, 128, 256), 64)}
 

@@ -22,10 +22,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def one(size: int) -> None:
     sys.path.insert(0, str(REPO))
-    from crossemo.baselines import SVMValence
     from crossemo.cli import main
-    from crossemo.features import FeatureSettings
-    from crossemo.registry import register, train_pipeline
+    from crossemo.data.features import FeatureSettings
+    from crossemo.models.baselines import SVMValence
+    from crossemo.serving.fitting import train_pipeline
+    from crossemo.serving.registry import register
     from tests.conftest import feature_table, tone
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from sklearn.neural_network import BernoulliRBM
 
-from crossemo.dbn import PretrainSettings
-from crossemo.training import pretrain_stack
+from crossemo.models.nets import PretrainSettings
+from crossemo.models.training import pretrain_stack
 
 SIZES = (1000, 1000, 2000)
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
@@ -53,8 +53,8 @@ def features() -> np.ndarray:
     if not (CORPORA / "emodb").is_dir():
         print(f"(no corpora at {CORPORA}: random features of the same size)")
         return np.random.default_rng(0).standard_normal((2003, 88)).astype(np.float32)
-    from crossemo.corpora import load_corpus
-    from crossemo.features import FeatureSettings, extract
+    from crossemo.data.corpora import load_corpus
+    from crossemo.data.features import FeatureSettings, extract
 
     paths = []
     for name in ("emodb", "savee", "emovo", "urdu"):

@@ -28,10 +28,11 @@ import numpy as np
 import pandas as pd
 import requests
 
-from crossemo.demo import generate
-from crossemo.features import FeatureSettings, feature_names
-from crossemo.models import DBNValence
-from crossemo.registry import MODEL_NAME, register, train_pipeline
+from crossemo.data.demo import generate
+from crossemo.data.features import FeatureSettings, feature_names
+from crossemo.models.networks import DBNValence
+from crossemo.serving.fitting import train_pipeline
+from crossemo.serving.registry import MODEL_NAME, register
 
 CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 

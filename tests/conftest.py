@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from crossemo.demo import write_wav
-from crossemo.features import feature_names
-from crossemo.rbm import RBM
+from crossemo.data.demo import write_wav
+from crossemo.data.features import feature_names
+from crossemo.models.rbm import RBM
 
 REPO = Path(__file__).resolve().parents[1]
 

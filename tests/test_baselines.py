@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.svm import SVC
 
-from crossemo.baselines import GroupTunedSVMValence, SparseAutoencoderSVM, SVMValence
-from crossemo.models import MODELS
+from crossemo.models.baselines import GroupTunedSVMValence, SparseAutoencoderSVM, SVMValence
+from crossemo.models.catalog import MODELS
 
 
 def imbalanced(n=400, seed=0, positive_share=0.2, shift=0.8):
@@ -66,8 +66,8 @@ def test_dbn_features_svm_decides_by_its_balanced_svm_on_the_stack_a_dbn_shares(
 
     import torch
 
-    from crossemo.models import DBNFeatureSVM, DBNValence
-    from crossemo.stacks import StackCache
+    from crossemo.models.networks import DBNFeatureSVM, DBNValence
+    from crossemo.models.stacks import StackCache
 
     x, y, speakers = imbalanced(seed=3, shift=1.5)
     stacks = StackCache(tmp_path)
@@ -100,7 +100,7 @@ def test_set_params_converts_as_init_does_refuses_unknown_names_and_clone_round_
 
 def test_set_params_of_a_dbn_behaves_as_its_constructor():
     from crossemo.errors import ConfigError
-    from crossemo.models import DBNValence
+    from crossemo.models.networks import DBNValence
 
     dbn = DBNValence(pretrain_data="train").set_params(pretrain_data="unlabeled")
     assert dbn.needs_unlabeled_pool and dbn.learns_from_unlabeled

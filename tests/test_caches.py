@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from crossemo.dbn import RBMStack
-from crossemo.features import FeatureCache, feature_names
-from crossemo.stacks import StackCache
+from crossemo.data.features import FeatureCache, feature_names
+from crossemo.models.nets import RBMStack
+from crossemo.models.stacks import StackCache
 
 
 def damage(path, how: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from crossemo.cli import main
-from crossemo.metrics import evaluate
+from crossemo.experiments.metrics import valence_scores
 
 from .conftest import REPO
 
@@ -42,7 +42,7 @@ def test_a_users_mistake_is_one_line_naming_the_key(tmp_path):
 
 
 def test_a_bug_keeps_its_traceback_and_verbose_shows_a_users_too(monkeypatch, capsys):
-    from crossemo.config import ConfigError
+    from crossemo.errors import ConfigError
     from crossemo.stages import run_guarded
 
     def buggy(args):
@@ -78,7 +78,7 @@ def test_params_use_replaces_whole_sections_and_keeps_comments(tmp_path):
 def test_evaluate_counts_accuracy_uar_f1_confusion_and_the_majority_rate():
     true = np.array(["negative"] * 6 + ["positive"] * 2)
     predicted = np.array(["negative"] * 5 + ["positive"] + ["positive", "negative"])
-    scores = evaluate(true, predicted)
+    scores = valence_scores(true, predicted)
     assert scores["accuracy"] == pytest.approx(6 / 8)
     assert scores["uar"] == pytest.approx((5 / 6 + 1 / 2) / 2)
     assert scores["confusion"] == [[5, 1], [1, 1]]  # rows true, columns predicted, negative first

@@ -15,8 +15,8 @@ import pytest
 from distributed import Client, LocalCluster
 
 from crossemo.errors import ConfigError
-from crossemo.experiments import ExperimentSettings, Runner
-from crossemo.stacks import ArtifactStackStore
+from crossemo.experiments.runner import ExperimentSettings, Runner
+from crossemo.experiments.stack_store import ArtifactStackStore
 
 from .conftest import feature_table
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from crossemo.config import corpus_config, feature_settings, load_params
-from crossemo.corpora import LOADERS, PAPER_VALENCE, ValenceMap
-from crossemo.dbn import PretrainSettings
+from crossemo.data.corpora import LOADERS, PAPER_VALENCE, ValenceMap
 from crossemo.errors import ConfigError
-from crossemo.models import DBNValence, model_from_params
+from crossemo.models.catalog import model_from_params
+from crossemo.models.nets import PretrainSettings
+from crossemo.models.networks import DBNValence
 
 from .conftest import REPO
 
@@ -74,7 +75,8 @@ def test_models_clone_as_scikit_learn_estimators_and_take_only_the_runtime_they_
 
 
 def test_tuning_and_registry_sections_are_typed_settings_with_overrides(params):
-    from crossemo.config import SearchSpace, registry_settings, tuning_settings
+    from crossemo.experiments.settings import SearchSpace, tuning_settings
+    from crossemo.serving.settings import registry_settings
 
     tuning = tuning_settings(params, n_trials=3, storage=None)
     assert tuning.n_trials == 3 and tuning.storage == params["tuning"]["storage"]
@@ -100,7 +102,8 @@ def test_tuning_and_registry_sections_are_typed_settings_with_overrides(params):
 def test_a_word_outside_a_fixed_vocabulary_is_refused_naming_its_key_and_choices(params, section, key, choices):
     from copy import deepcopy
 
-    from crossemo.config import experiment_settings, registry_settings
+    from crossemo.experiments.settings import experiment_settings
+    from crossemo.serving.settings import registry_settings
 
     bad = deepcopy(params)
     node = bad

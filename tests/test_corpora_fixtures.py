@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crossemo.corpora import COLUMNS, LOADERS, CorpusError, ValenceMap, load_corpus
+from crossemo.data.corpora import COLUMNS, LOADERS, CorpusError, ValenceMap, load_corpus
 
 from .conftest import tone
 
@@ -235,7 +235,8 @@ def test_csv_manifest_unknown_label_names_the_line_and_the_vocabulary(tmp_path):
 
 
 def test_csv_manifest_reads_common_spellings_and_a_mapping_from_params(tmp_path):
-    from crossemo.config import ConfigError, corpus_config
+    from crossemo.config import corpus_config
+    from crossemo.errors import ConfigError
 
     words = ["happy", "Angry", "sad", "joy", "surprised", "disgusted", "fearful", "elated"]
     for i in range(len(words)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crossemo.corpora import load_corpus
+from crossemo.data.corpora import load_corpus
 
 pytestmark = pytest.mark.corpora
 

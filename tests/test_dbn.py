@@ -11,15 +11,15 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import BatchSampler, RandomSampler
 
-from crossemo import stacks
-from crossemo.dbn import FeedForward, FinetuneSettings, Precision, PretrainSettings, RBMStack, UniformDropout
 from crossemo.errors import UserError
-from crossemo.labels import CLASSES
-from crossemo.models import DBNValence, FeedForwardValence, make_model
-from crossemo.rbm import RBM
-from crossemo.splits import validation_split
-from crossemo.stacks import StackCache
-from crossemo.training import (
+from crossemo.models import stacks
+from crossemo.models.catalog import make_model
+from crossemo.models.labels import CLASSES
+from crossemo.models.nets import FeedForward, FinetuneSettings, Precision, PretrainSettings, RBMStack, UniformDropout
+from crossemo.models.networks import DBNValence, FeedForwardValence
+from crossemo.models.rbm import RBM
+from crossemo.models.stacks import StackCache
+from crossemo.models.training import (
     LayerPretrainer,
     ValenceClassifier,
     batches,
@@ -29,6 +29,7 @@ from crossemo.training import (
     trainer,
     unweighted_average_recall,
 )
+from crossemo.models.validation import validation_split
 
 from .conftest import log_likelihood
 
@@ -326,7 +327,7 @@ def test_pretrain_settings_reject_bad_combinations():
 
 
 def test_pretrained_stacks_are_cached_by_their_inputs(tmp_path, monkeypatch):
-    import crossemo.training as training
+    import crossemo.models.training as training
 
     x, y, speakers = blobs(n=120)
     calls = []
@@ -359,8 +360,8 @@ def test_pretrained_stacks_are_cached_by_their_inputs(tmp_path, monkeypatch):
 
 KEY_SCRIPT = """
 import numpy as np
-from crossemo.dbn import PretrainSettings
-from crossemo.stacks import stack_key
+from crossemo.models.nets import PretrainSettings
+from crossemo.models.stacks import stack_key
 print(stack_key(np.ones((4, 3), np.float32), (2,), PretrainSettings(), 0))
 """
 
@@ -385,8 +386,8 @@ def test_a_stack_key_changes_with_the_code_that_makes_stacks_and_only_with_it(tm
         return done.stdout.strip()
 
     unchanged = key_after(None)
-    assert key_after("rbm.py") != unchanged and key_after("training.py") != unchanged
-    assert key_after("report.py") == unchanged
+    assert key_after("models/rbm.py") != unchanged and key_after("models/training.py") != unchanged
+    assert key_after("experiments/report.py") == unchanged
 
 
 def test_an_ensemble_averages_members_fine_tuned_from_one_stack_on_different_held_out_speakers():
@@ -410,7 +411,7 @@ def test_an_ensemble_averages_members_fine_tuned_from_one_stack_on_different_hel
 
 
 def test_members_may_start_from_stacks_pretrained_with_their_own_seeds(tmp_path):
-    from crossemo.stacks import StackCache
+    from crossemo.models.stacks import StackCache
 
     x, y, speakers = blobs(n=180, seed=3)
     inputs = torch.from_numpy(x)
@@ -499,7 +500,7 @@ def test_without_validation_rows_finetuning_runs_max_epochs_and_keeps_the_last_w
 
 
 def test_without_early_stopping_every_member_fits_every_training_row(monkeypatch):
-    import crossemo.training as training
+    import crossemo.models.training as training
 
     seen = []
 
@@ -524,7 +525,7 @@ def test_without_early_stopping_every_member_fits_every_training_row(monkeypatch
 
 
 def test_members_may_stop_on_a_whole_training_corpus_each_in_turn(monkeypatch):
-    import crossemo.training as training
+    import crossemo.models.training as training
 
     held_out = []
 

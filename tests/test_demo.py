@@ -7,8 +7,8 @@ import hashlib
 import numpy as np
 import soundfile as sf
 
-from crossemo.corpora import load_corpus
-from crossemo.demo import DEMO_CORPORA, generate
+from crossemo.data.corpora import load_corpus
+from crossemo.data.demo import DEMO_CORPORA, generate
 
 
 def digest(root) -> str:

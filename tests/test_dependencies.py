@@ -69,9 +69,10 @@ print(model.predict(pd.DataFrame([dict.fromkeys(features, 0.0)]))["valence"].ilo
 def test_the_registered_model_loads_where_the_checkouts_package_is_not_importable(tmp_path, monkeypatch):
     import mlflow
 
-    from crossemo.baselines import SVMValence
-    from crossemo.features import FeatureSettings
-    from crossemo.registry import register, served_requirements, train_pipeline
+    from crossemo.data.features import FeatureSettings
+    from crossemo.models.baselines import SVMValence
+    from crossemo.serving.fitting import train_pipeline
+    from crossemo.serving.registry import register, served_requirements
 
     from .conftest import feature_table
 

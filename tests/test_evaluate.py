@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from crossemo.baselines import SVMValence
 from crossemo.config import corpus_config, feature_settings
-from crossemo.evaluation import corpus_features
-from crossemo.features import feature_names, labelled_rows
-from crossemo.metrics import evaluate
-from crossemo.registry import register, train_pipeline
-from crossemo.splits import Normalization, standardise_groups
+from crossemo.data.features import feature_names, labelled_rows
+from crossemo.experiments.metrics import valence_scores
+from crossemo.experiments.normalization import Normalization, standardise_groups
+from crossemo.models.baselines import SVMValence
+from crossemo.serving.corpus_evaluation import corpus_features
+from crossemo.serving.fitting import train_pipeline
+from crossemo.serving.registry import register
 
 from .conftest import cli_status, tone
 
@@ -71,7 +72,9 @@ def test_the_champion_is_scored_per_corpus_with_each_corpus_on_its_own_statistic
     assert list(scores.index) == ["mine", "theirs"] and (scores["n"] == 16).all()
     # the same numbers by hand: the registered SVM on the corpus standardised on its own statistics
     table, x = labelled_rows(corpus_features(corpus_config(params, "theirs"), feature_settings(params), False))
-    expected = evaluate(table["valence"], pipeline.model.predict(standardise_groups(x, table["corpus"].to_numpy())))
+    expected = valence_scores(
+        table["valence"], pipeline.model.predict(standardise_groups(x, table["corpus"].to_numpy()))
+    )
     assert scores.loc["theirs", "uar"] == pytest.approx(expected["uar"])
     assert scores.loc["theirs", ["neg->neg", "neg->pos", "pos->neg", "pos->pos"]].tolist() == sum(
         expected["confusion"], []
@@ -85,7 +88,7 @@ def test_the_training_statistics_can_be_asked_for_instead(project, tmp_path):
     run(project, "champion", "theirs", "--normalization", "train", "-o", str(tmp_path / "train.csv"))
     corpus, train = pd.read_csv(tmp_path / "corpus.csv"), pd.read_csv(tmp_path / "train.csv")
     table, x = labelled_rows(corpus_features(corpus_config(params, "theirs"), feature_settings(params), False))
-    by_hand = evaluate(table["valence"], pipeline.model.predict(pipeline.standardise(x)))
+    by_hand = valence_scores(table["valence"], pipeline.model.predict(pipeline.standardise(x)))
     assert train["uar"].iloc[0] == pytest.approx(by_hand["uar"])
     assert corpus["n"].iloc[0] == train["n"].iloc[0] == 16
 
@@ -97,7 +100,9 @@ def test_as_served_scores_one_utterance_at_a_time_and_the_synthetic_warning_is_a
     assert "as served: one utterance at a time" in err and "crossemo-valence v1: binary valence" in err
     assert "SYNTHETIC" not in err  # trained on manifest corpora, not on the demo's
     table, x = labelled_rows(corpus_features(corpus_config(params, "theirs"), feature_settings(params), False))
-    by_hand = evaluate(table["valence"], pipeline.model.predict((x - pipeline.mean_) / pipeline.scale_))
+    by_hand = valence_scores(
+        table["valence"], pipeline.model.predict((x - pipeline.pooled.mean_) / pipeline.pooled.scale_)
+    )
     assert pd.read_csv(tmp_path / "served.csv")["uar"].iloc[0] == pytest.approx(by_hand["uar"])
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from crossemo.errors import ConfigError
-from crossemo.experiments import ExperimentSettings, Runner
-from crossemo.models import DBNValence
-from crossemo.report import write_report
+from crossemo.experiments.report import write_report
+from crossemo.experiments.runner import ExperimentSettings, Runner
+from crossemo.models.networks import DBNValence
 
 from .conftest import TINY_MODELS, feature_table
 
@@ -206,8 +206,8 @@ def test_two_workers_carry_each_jobs_own_features_under_training_set_normalisati
 def test_the_stack_cache_builds_a_stack_once_while_others_wait(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from crossemo.dbn import RBMStack
-    from crossemo.stacks import StackCache
+    from crossemo.models.nets import RBMStack
+    from crossemo.models.stacks import StackCache
 
     builds = []
 
@@ -224,7 +224,7 @@ def test_the_stack_cache_builds_a_stack_once_while_others_wait(tmp_path):
 
 
 def test_compare_pairs_configurations_and_seeds_and_gives_the_change_an_interval():
-    from crossemo.report import compare, comparison_markdown
+    from crossemo.experiments.report import compare, comparison_markdown
 
     def results(uars, models=("dbn", "svm")):
         rows = [
@@ -264,7 +264,7 @@ def test_compare_pairs_configurations_and_seeds_and_gives_the_change_an_interval
 
 
 def test_a_comparison_sums_up_per_group_how_many_cells_moved_beyond_the_seeds():
-    from crossemo.report import comparison_by
+    from crossemo.experiments.report import comparison_by
 
     compared = pd.DataFrame(
         {
@@ -284,7 +284,7 @@ def test_a_comparison_sums_up_per_group_how_many_cells_moved_beyond_the_seeds():
 
 
 def test_a_scenario_change_is_tested_over_seeds_and_untouched_runs_are_counted():
-    from crossemo.report import identical_runs, scenario_changes
+    from crossemo.experiments.report import identical_runs, scenario_changes
 
     cells = [(m, t, seed) for m in ("dbn", "svm") for t in ("x", "y") for seed in (0, 1, 2)]
 
@@ -338,24 +338,24 @@ def test_parent_runs_carry_summary_metrics_and_the_dvc_experiment(store, monkeyp
 
 def test_the_report_is_the_same_whatever_the_commit_or_experiment(store, tmp_path, monkeypatch):
     """A fresh clone's `dvc repro` must reproduce the committed dvc.lock, report.md's hash included."""
-    import crossemo.tracking
+    import crossemo.experiments.tracking
 
     results = Runner("leave_one_out", feature_table(), TINY, settings(store, models=("svm",)), progress=False).run()
-    real = crossemo.tracking.provenance_tags
+    real = crossemo.experiments.tracking.provenance_tags
     made = []
     for commit, experiment in (("aaa", None), ("bbb+dirty", "wide-nets")):
         tags = {**real(["a", "b", "c"]), "git_commit": commit}
         if experiment:
             tags["dvc_experiment"] = experiment
-        monkeypatch.setattr(crossemo.tracking, "provenance_tags", lambda corpora, tags=tags: tags)
+        monkeypatch.setattr(crossemo.experiments.tracking, "provenance_tags", lambda corpora, tags=tags: tags)
         write_report(results, tmp_path / commit)
         made.append((tmp_path / commit / "report.md").read_bytes())
     assert made[0] == made[1] and b"svm" in made[0]
 
 
 def test_the_best_dbn_is_held_against_the_svm_cell_by_cell_and_every_loss_is_named():
-    from crossemo.metrics import summarize
-    from crossemo.report import KEYS, against_baseline, paper_and_best_dbn, scenario_means
+    from crossemo.experiments.metrics import summarize
+    from crossemo.experiments.report import KEYS, against_baseline, paper_and_best_dbn, scenario_means
 
     uars = {  # (model, target) -> UAR per seed
         ("dbn_best", "a"): [0.70, 0.72, 0.71],

@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crossemo.audio import BadAudio, read_utterance
-from crossemo.demo import write_wav
-from crossemo.errors import ConfigError
-from crossemo.features import (
+from crossemo.data.audio import BadAudio, read_utterance
+from crossemo.data.demo import write_wav
+from crossemo.data.features import (
     FeatureCache,
     FeatureSettings,
     extract,
@@ -18,6 +17,7 @@ from crossemo.features import (
     feature_names,
     labelled_rows,
 )
+from crossemo.errors import ConfigError
 
 from .conftest import tone
 
@@ -117,7 +117,7 @@ def test_a_warm_cache_holds_a_file_to_min_duration_as_a_cold_one_does(tmp_path):
 def test_one_channel_is_decoded_and_a_file_that_decodes_huge_is_refused_from_its_header(tmp_path):
     import soundfile as sf
 
-    from crossemo.audio import MAX_DECODED_SAMPLES
+    from crossemo.data.audio import MAX_DECODED_SAMPLES
 
     rate = 16000
     t = np.arange(rate) / rate

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crossemo import fit_cache
-from crossemo.estimator import ValenceModel
-from crossemo.evaluation import resolve
-from crossemo.experiments import ExperimentSettings, Runner
-from crossemo.features import feature_names
+from crossemo.data.features import feature_names
+from crossemo.experiments import fit_reuse as fit_cache
+from crossemo.experiments.runner import ExperimentSettings, Runner
+from crossemo.models.estimator import ValenceModel
+from crossemo.serving.corpus_evaluation import resolve
 
 from .conftest import TINY_MODELS, feature_table
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from crossemo.experiments import ExperimentSettings, Runner
+from crossemo.experiments.runner import ExperimentSettings, Runner
 
 from .conftest import feature_table, free_port, wait_for_http
 

@@ -229,7 +229,7 @@ def _serve_until_answered(project: Path, command: list[str], url: str) -> subpro
 def test_the_readmes_tuning_registry_and_serving_commands_work_as_written(project):
     import requests
 
-    from crossemo.features import feature_names
+    from crossemo.data.features import feature_names
 
     from .conftest import tone
 

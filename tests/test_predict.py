@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crossemo.baselines import SVMValence
-from crossemo.demo import write_wav
-from crossemo.features import FeatureSettings
-from crossemo.registry import register, train_pipeline
+from crossemo.data.demo import write_wav
+from crossemo.data.features import FeatureSettings
+from crossemo.models.baselines import SVMValence
+from crossemo.serving.fitting import train_pipeline
+from crossemo.serving.registry import register
 
 from .conftest import cli_status, feature_table, speaker_table, tone
 
@@ -146,7 +147,7 @@ def test_600_files_go_to_the_model_in_batches_and_every_one_gets_its_row(speaker
 
 def test_speakers_from_a_pattern_or_a_manifest_and_batches_that_keep_a_speaker_together(tmp_path):
     from crossemo.errors import ConfigError
-    from crossemo.scoring import batches, speaker_rule
+    from crossemo.serving.batch_prediction import batches, speaker_rule
 
     assert speaker_rule(r"regex:spk(\d+)_")(tmp_path / "a" / "spk12_x.wav") == "12"
     assert speaker_rule(r"regex:spk\d+")(tmp_path / "spk7.wav") == "spk7"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from crossemo.rbm import RBM
+from crossemo.models.rbm import RBM
 
 from .conftest import D, states
 

@@ -8,13 +8,16 @@ import pandas as pd
 import pytest
 from mlflow.exceptions import MlflowException
 
-from crossemo.baselines import SVMValence
-from crossemo.estimator import ValenceModel
-from crossemo.features import FeatureSettings, labelled_rows
-from crossemo.metrics import evaluate
-from crossemo.registry import CHAMPION, MODEL_NAME, load_registered, register, train_pipeline
-from crossemo.serving import request_speakers
-from crossemo.splits import MIN_SPEAKER_ROWS, LoneRows, Normalization, speaker_keys, standardizer, validation_split
+from crossemo.data.features import FeatureSettings, labelled_rows
+from crossemo.data.speakers import speaker_keys
+from crossemo.experiments.metrics import valence_scores
+from crossemo.experiments.normalization import MIN_SPEAKER_ROWS, LoneRows, Normalization, Standardiser
+from crossemo.models.baselines import SVMValence
+from crossemo.models.estimator import ValenceModel
+from crossemo.models.validation import validation_split
+from crossemo.serving.fitting import train_pipeline
+from crossemo.serving.registry import CHAMPION, MODEL_NAME, load_registered, register
+from crossemo.serving.requests import request_speakers
 
 from .conftest import cli_status, feature_table, speaker_table
 
@@ -54,10 +57,9 @@ def test_the_registered_model_is_refitted_on_every_row_and_the_estimate_comes_fr
     assert not np.allclose(trained.validation.model.predict_proba(z), trained.pipeline.model.predict_proba(z))
     # the estimate is the first fit's, on its held-out speakers, recomputed here as a client is served
     answers = trained.validation.score(x[held], keys[held])["valence"]
-    assert trained.heldout_uar == pytest.approx(evaluate(y[held], answers)["uar"])
-    mean, scale = standardizer(x[train])
-    np.testing.assert_allclose(trained.validation.mean_, mean, rtol=1e-6)
-    np.testing.assert_allclose(trained.pipeline.mean_, x.mean(0), rtol=1e-5)  # the refit's pooled statistics
+    assert trained.heldout_uar == pytest.approx(valence_scores(y[held], answers)["uar"])
+    np.testing.assert_allclose(trained.validation.pooled.mean_, Standardiser.fit(x[train]).mean_, rtol=1e-6)
+    np.testing.assert_allclose(trained.pipeline.pooled.mean_, x.mean(0), rtol=1e-5)  # the refit's pooled statistics
     without = speaker_pipeline(refit=False)
     assert without.rows == without.fit_rows == len(train) and without.pipeline is without.validation
 
@@ -96,7 +98,7 @@ def test_lone_rows_take_the_fallback_the_model_was_trained_for():
         assert (answer["standardised_on"] == "lone").all()
         assert (lone_rows is LoneRows.OWN_MODEL) == (pipeline.lone_model is not None)
         fallback = pipeline.lone_model or pipeline.model
-        expected = fallback.predict_proba((rows - pipeline.mean_) / pipeline.scale_)[:, 1]
+        expected = fallback.predict_proba((rows - pipeline.pooled.mean_) / pipeline.pooled.scale_)[:, 1]
         np.testing.assert_allclose(answer["p_positive"].to_numpy(), expected, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(pipeline.score(rows)["p_positive"].to_numpy(), expected, rtol=1e-4, atol=1e-6)
 
@@ -166,8 +168,8 @@ def test_without_rows_unseen_by_both_a_stated_rule_decides(store):
 @pytest.mark.slow
 @pytest.mark.corpora
 def test_a_model_of_the_real_corpora_takes_the_crown_from_the_demo_champion(shared_corpora, store, tmp_path, capsys):
-    from crossemo.corpora import load_corpus
-    from crossemo.features import extract_table
+    from crossemo.data.corpora import load_corpus
+    from crossemo.data.features import extract_table
 
     settings = FeatureSettings(workers=2, cache_dir=str(tmp_path / "cache"))
     # 100 utterances of each corpus keep the test short; what matters is where they come from

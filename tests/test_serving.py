@@ -16,9 +16,10 @@ import pandas as pd
 import pytest
 import requests
 
-from crossemo.baselines import SVMValence
-from crossemo.features import FeatureSettings, feature_names
-from crossemo.registry import CHAMPION, MODEL_NAME, register, train_pipeline
+from crossemo.data.features import FeatureSettings, feature_names
+from crossemo.models.baselines import SVMValence
+from crossemo.serving.fitting import train_pipeline
+from crossemo.serving.registry import CHAMPION, MODEL_NAME, register
 
 from .conftest import SHARED_CORPORA, feature_table, free_port, speaker_table, tone, wait_for_http
 
@@ -72,7 +73,7 @@ def test_the_registered_model_asks_for_audio_features_and_an_optional_speaker(st
 
 def test_a_dbn_pretrained_on_a_pool_alone_trains_for_registration():
     """registry.model: dbn_demo has pretrain_data: unlabeled; registration gives it the training rows as its pool."""
-    from crossemo.models import DBNValence
+    from crossemo.models.networks import DBNValence
 
     table = feature_table()
     dbn = DBNValence(
@@ -359,13 +360,18 @@ def test_bodies_over_the_cap_get_413_declared_or_chunked(server, store):
 def test_a_pipeline_made_with_another_feature_set_asks_for_and_extracts_that_set(tmp_path):
     from mlflow.exceptions import MlflowException
 
-    from crossemo.serving import ValencePipeline, rows_to_features, signature
+    from crossemo.experiments.normalization import Standardiser
+    from crossemo.serving.pipeline import ValencePipeline
+    from crossemo.serving.pyfunc import signature
+    from crossemo.serving.requests import rows_to_features
 
     names = feature_names("emobase")
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, len(names))).astype(np.float32), np.repeat(["negative", "positive"], 20)
     model = SVMValence().fit(x, y, groups=np.arange(40) % 4)
-    pipeline = ValencePipeline(FeatureSettings(feature_set="emobase"), np.zeros(len(names)), np.ones(len(names)), model)
+    pipeline = ValencePipeline(
+        FeatureSettings(feature_set="emobase"), Standardiser(np.zeros(len(names)), np.ones(len(names))), model
+    )
     assert [c.name for c in signature("emobase").inputs][3:] == names
     with pytest.raises(MlflowException, match="988 emobase columns"):  # eGeMAPS columns are not this model's
         rows_to_features(pipeline, pd.DataFrame([dict.fromkeys(feature_names()[:3], 1.0)]))
@@ -379,7 +385,7 @@ def test_a_pipeline_made_with_another_feature_set_asks_for_and_extracts_that_set
 def test_a_request_over_64_mib_of_audio_is_refused_before_any_is_decoded():
     from mlflow.exceptions import MlflowException
 
-    from crossemo.serving import MAX_REQUEST_AUDIO_BYTES, rows_to_features
+    from crossemo.serving.requests import MAX_REQUEST_AUDIO_BYTES, rows_to_features
 
     pipeline = train_pipeline(feature_table(), SVMValence(), FeatureSettings(), refit=False).pipeline
     row = "A" * (17 * 2**20 * 4 // 3)  # 17 MiB of audio, base64: each under a file's 20 MiB, 68 in all

@@ -7,17 +7,9 @@ import pandas as pd
 import pytest
 
 from crossemo.errors import UserError
-from crossemo.splits import (
-    MIN_SPEAKER_ROWS,
-    Normalization,
-    corpus_validation_split,
-    cross_corpus,
-    normalization_groups,
-    normalize,
-    target_fraction,
-    within_random,
-    within_speaker_folds,
-)
+from crossemo.experiments.normalization import MIN_SPEAKER_ROWS, Normalization, normalization_groups, normalize
+from crossemo.experiments.protocols import cross_corpus, target_fraction, within_random, within_speaker_folds
+from crossemo.models.validation import corpus_validation_split
 
 
 def corpora_table(seed: int = 0) -> pd.DataFrame:
@@ -162,7 +154,7 @@ def test_a_corpus_of_mostly_small_speakers_keeps_its_statistics_even_for_its_lar
 
 
 def test_iemocap_two_session_protocol_is_two_fold_over_sessions():
-    from crossemo.splits import within_sessions
+    from crossemo.experiments.protocols import within_sessions
 
     table = pd.DataFrame(
         {
@@ -179,7 +171,7 @@ def test_iemocap_two_session_protocol_is_two_fold_over_sessions():
 
 
 def test_confidence_intervals_are_students_t_and_stay_within_0_and_1():
-    from crossemo.metrics import mean_ci, summarize
+    from crossemo.experiments.metrics import mean_ci, summarize
 
     mean, std, low, high = mean_ci([0.6, 0.7, 0.8])
     assert (mean, round(std, 6)) == (pytest.approx(0.7), 0.1)

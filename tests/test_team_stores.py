@@ -20,11 +20,12 @@ import optuna
 import pytest
 import requests
 
-from crossemo.baselines import SVMValence
-from crossemo.experiments import ExperimentSettings, Runner
-from crossemo.features import FeatureSettings, feature_names
-from crossemo.registry import register, train_pipeline
-from crossemo.tuning import prepare, tune
+from crossemo.data.features import FeatureSettings, feature_names
+from crossemo.experiments.runner import ExperimentSettings, Runner
+from crossemo.experiments.tuning import prepare, tune
+from crossemo.models.baselines import SVMValence
+from crossemo.serving.fitting import train_pipeline
+from crossemo.serving.registry import register
 
 from .conftest import feature_table, free_port, wait_for_http
 from .test_tuning import check_two_workers_share_one_study, data

@@ -7,12 +7,15 @@ import mlflow
 import numpy as np
 import pytest
 
-from crossemo.config import ConfigError, TargetAudio, experiment_settings, trainable_corpora
-from crossemo.experiments import PROTOCOLS, Job, Runner, _pool
-from crossemo.features import labelled_rows
-from crossemo.fit_cache import REUSED_FROM_TAG, stored_model
-from crossemo.metrics import evaluate
-from crossemo.splits import Normalization, cross_corpus, normalization_groups, normalize_unseen, standardise_groups
+from crossemo.config import trainable_corpora
+from crossemo.data.features import labelled_rows
+from crossemo.errors import ConfigError
+from crossemo.experiments.fit_reuse import REUSED_FROM_TAG, stored_model
+from crossemo.experiments.metrics import valence_scores
+from crossemo.experiments.normalization import Normalization, normalization_groups, normalize_unseen, standardise_groups
+from crossemo.experiments.protocols import cross_corpus
+from crossemo.experiments.runner import PROTOCOLS, Job, Runner, _pool
+from crossemo.experiments.settings import TargetAudio, experiment_settings
 
 from .conftest import feature_table
 from .test_experiments import TINY, settings, store  # noqa: F401  (the store fixture)
@@ -104,7 +107,7 @@ def test_statistics_tests_the_unseen_fit_on_the_test_corpus_scaled_as_crossemo_e
         run = mlflow.MlflowClient(store).get_run(by_way.loc["audio_statistics", "run_id"])
         # unseen's very fit (c's audio in no pool), stored once, in unseen's run
         assert run.data.tags[REUSED_FROM_TAG] == by_way.loc["audio_unseen", "run_id"]
-        scores = evaluate(labelled["valence"][c], stored_model(run).predict(on_own_statistics))
+        scores = valence_scores(labelled["valence"][c], stored_model(run).predict(on_own_statistics))
         assert scores["uar"] == pytest.approx(by_way.loc["audio_statistics", "uar"])
     # c's offset is gone with its own statistics, as with its audio used
     svm = results[results["model"] == "svm"].set_index("protocol")["uar"]

@@ -11,9 +11,10 @@ import pytest
 import torch
 import yaml
 
+from crossemo.data.features import feature_columns
 from crossemo.errors import UserError
-from crossemo.features import feature_columns
-from crossemo.tuning import SearchSpace, TuneSettings, open_study, prepare, tune
+from crossemo.experiments.settings import SearchSpace, TuneSettings
+from crossemo.experiments.tuning import open_study, prepare, tune
 
 from .conftest import feature_table
 
@@ -87,9 +88,9 @@ def test_an_existing_study_needs_resume_and_keeps_its_finished_trials(tmp_path, 
 def test_pruning_callback_hears_every_epochs_validation_uar():
     """Fine-tuning validates inside its one Lightning step per epoch: the pruning callback must still
     report each epoch's validation UAR to the trial (else no trial is ever pruned)."""
-    from crossemo.dbn import FeedForward, FinetuneSettings
-    from crossemo.training import finetune
-    from crossemo.tuning import EpochEndPruning
+    from crossemo.experiments.tuning import EpochEndPruning
+    from crossemo.models.nets import FeedForward, FinetuneSettings
+    from crossemo.models.training import finetune
 
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.standard_normal((120, 6)).astype(np.float32))
@@ -113,7 +114,7 @@ def test_pruning_callback_hears_every_epochs_validation_uar():
 
 def test_dropout_weight_decay_and_ensemble_size_are_searched_when_the_space_opens_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    import crossemo.tuning as tuning
+    import crossemo.experiments.tuning as tuning
 
     built = []
     real = tuning.DBNValence
@@ -153,9 +154,10 @@ def test_two_runs_with_one_seed_propose_the_same_trials_and_a_resume_draws_new_o
 
 
 def test_the_written_entry_fitted_again_equals_the_best_trials_fit(tmp_path, monkeypatch):
-    from crossemo.metrics import evaluate
-    from crossemo.models import model_from_config
-    from crossemo.splits import speaker_keys, validation_split
+    from crossemo.data.speakers import speaker_keys
+    from crossemo.experiments.metrics import valence_scores
+    from crossemo.models.catalog import model_from_config
+    from crossemo.models.validation import validation_split
 
     monkeypatch.chdir(tmp_path)
     table, x = data()
@@ -168,4 +170,4 @@ def test_the_written_entry_fitted_again_equals_the_best_trials_fit(tmp_path, mon
     # an experiment hands every fit an unlabeled pool: the entry must pretrain as the trial did, without it
     model = model_from_config(entry, "dbn_tuned", seed=s.seed)
     model.fit(x[train], labels[train], groups=groups[train], unlabeled=x)
-    assert evaluate(labels[val], model.predict(x[val]))["uar"] == pytest.approx(study.best_value, abs=1e-12)
+    assert valence_scores(labels[val], model.predict(x[val]))["uar"] == pytest.approx(study.best_value, abs=1e-12)

@@ -11,19 +11,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .stages import experiment, features, report, run_guarded, table
+from crossemo import __version__
+from crossemo.stages import experiment, features, report, run_guarded, table
 
 
 def _cmd_corpora_list(args) -> None:
-    from .corpora import LOADERS
+    from crossemo.data.corpora import LOADERS
 
     for name, loader in LOADERS.items():
         print(f"{name:10s} {loader.language or '(from CSV)':10s} {loader.description}")
 
 
 def _cmd_corpora_show(args) -> None:
-    from .corpora import load_corpus
+    from crossemo.data.corpora import load_corpus
 
     table = load_corpus(args.name, args.root)
     print(f"{len(table)} utterances, {table['speaker'].nunique()} speakers")
@@ -56,7 +56,7 @@ def _cmd_params_use(args) -> None:
 
 
 def _cmd_demo(args) -> None:
-    from .demo import generate
+    from crossemo.data.demo import generate
 
     counts = generate(args.directory, seed=args.seed)
     for name, n in counts.items():
@@ -64,7 +64,7 @@ def _cmd_demo(args) -> None:
 
 
 def _cmd_compare(args) -> None:
-    from .report import compare, comparison_markdown
+    from crossemo.experiments.report import compare, comparison_markdown
 
     compared = compare(pd.read_parquet(args.before), pd.read_parquet(args.after), args.metric)
     if compared.empty:
@@ -77,9 +77,10 @@ def _cmd_compare(args) -> None:
 
 def _label_free_features(params: dict, corpora: list[str], directory: str = "features"):
     """Feature table of these corpora and each corpus standardised on its own statistics."""
-    from .experiments import load_features
-    from .features import labelled_rows
-    from .splits import Normalization, Split, normalize
+    from crossemo.data.features import labelled_rows
+    from crossemo.experiments.normalization import Normalization, normalize
+    from crossemo.experiments.protocols import Split
+    from crossemo.experiments.runner import load_features
 
     table, x = labelled_rows(load_features(corpora, directory))
     everything = Split(np.arange(len(table)), np.array([], dtype=int), "", "")
@@ -89,8 +90,9 @@ def _label_free_features(params: dict, corpora: list[str], directory: str = "fea
 def _cmd_tune(args) -> None:
     import multiprocessing
 
-    from .config import load_params, trainable_corpora, tuning_settings
-    from .tuning import prepare, tune
+    from crossemo.config import load_params, trainable_corpora
+    from crossemo.experiments.settings import tuning_settings
+    from crossemo.experiments.tuning import prepare, tune
 
     params = load_params(args.params)
     settings = tuning_settings(params, n_trials=args.n_trials, study_name=args.study_name, storage=args.storage)
@@ -120,11 +122,13 @@ def _cmd_tune(args) -> None:
 
 
 def _cmd_register(args) -> None:
-    from .config import corpus_config, feature_settings, load_params, registry_settings, trainable_corpora
-    from .demo import is_synthetic
-    from .experiments import load_features
-    from .models import model_from_params
-    from .registry import MODEL_NAME, register, train_pipeline
+    from crossemo.config import corpus_config, feature_settings, load_params, trainable_corpora
+    from crossemo.data.demo import is_synthetic
+    from crossemo.experiments.runner import load_features
+    from crossemo.models.catalog import model_from_params
+    from crossemo.serving.fitting import train_pipeline
+    from crossemo.serving.registry import MODEL_NAME, register
+    from crossemo.serving.settings import registry_settings
 
     params = load_params(args.params)
     settings = registry_settings(params, model=args.model, corpora=args.corpora)
@@ -166,10 +170,10 @@ def _cmd_serve(args) -> None:
     import json
     import os
 
-    from .registry import model_summary, resolve_version
-    from .server import MODEL_URI_ENV, SERVING_MODEL_CONFIG
-    from .serving import AUDIO_ROOT_ENV
-    from .tracking import configure
+    from crossemo.experiments.tracking import configure
+    from crossemo.serving.http_guard import MODEL_URI_ENV, SERVING_MODEL_CONFIG
+    from crossemo.serving.registry import model_summary, resolve_version
+    from crossemo.serving.requests import AUDIO_ROOT_ENV
 
     uri = configure(args.tracking_uri)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
@@ -191,7 +195,7 @@ def _cmd_serve(args) -> None:
     command = [
         "uvicorn",
         "--factory",
-        "crossemo.server:create_app",
+        "crossemo.serving.http_guard:create_app",
         "--host",
         args.host,
         "--port",
@@ -206,10 +210,17 @@ def _cmd_predict(args) -> None:
     """Score files, folders and patterns; a bad file gets its reason, the others their answers."""
     from dataclasses import replace
 
-    from .config import feature_settings, load_params
-    from .registry import load_registered, model_summary
-    from .scoring import AnswerWriter, expand_inputs, output_format, score_files, speaker_rule, summary_line
-    from .tracking import configure
+    from crossemo.config import feature_settings, load_params
+    from crossemo.experiments.tracking import configure
+    from crossemo.serving.batch_prediction import (
+        AnswerWriter,
+        expand_inputs,
+        output_format,
+        score_files,
+        speaker_rule,
+        summary_line,
+    )
+    from crossemo.serving.registry import load_registered, model_summary
 
     files = expand_inputs(args.files)
     if args.output:
@@ -235,12 +246,12 @@ def _cmd_evaluate(args) -> None:
     """A trained model on corpora named in params.yaml: accuracy, UAR, F1 and confusion per corpus."""
     from dataclasses import replace
 
-    from .config import corpus_config, feature_settings, load_params
-    from .evaluation import as_markdown, corpus_features, evaluate_corpora, resolve, write_scores
-    from .registry import model_summary
-    from .scoring import output_format
-    from .splits import Normalization
-    from .tracking import configure
+    from crossemo.config import corpus_config, feature_settings, load_params
+    from crossemo.experiments.normalization import Normalization
+    from crossemo.experiments.tracking import configure
+    from crossemo.serving.batch_prediction import output_format
+    from crossemo.serving.corpus_evaluation import as_markdown, corpus_features, evaluate_corpora, resolve, write_scores
+    from crossemo.serving.registry import model_summary
 
     if args.output:
         output_format(args.output)  # a wrong extension fails before any work
@@ -382,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("corpora", nargs="+", metavar="CORPUS")
     ev.add_argument(
         "--normalization",
-        choices=["train", "corpus", "speaker"],  # crossemo.splits.Normalization
+        choices=["train", "corpus", "speaker"],  # crossemo.experiments.normalization.Normalization
         help="how the corpus' features are standardised (default: as the model was trained; corpus and speaker "
         "use the evaluated corpus' own label-free statistics)",
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossemo.report import compare, comparison_by, load_results
+from crossemo.experiments.report import compare, comparison_by, load_results
 
 HERE = Path(__file__).parent
 BEFORE = HERE.parent / "precision"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossemo.metrics import mean_ci
-from crossemo.report import compare, comparison_by
+from crossemo.experiments.metrics import mean_ci
+from crossemo.experiments.report import compare, comparison_by
 
 HERE = Path(__file__).parent
 STUDY = HERE.parent / "study-8e2523c"  # the study these were compared with

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossemo.report import compare, comparison_by, identical_runs, load_results, scenario_changes
+from crossemo.experiments.report import compare, comparison_by, identical_runs, load_results, scenario_changes
 
 HERE = Path(__file__).parent
 BEFORE = HERE.parent / "precision"

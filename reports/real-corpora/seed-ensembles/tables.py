@@ -21,8 +21,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from crossemo.metrics import evaluate
-from crossemo.report import load_results
+from crossemo.experiments.metrics import valence_scores
+from crossemo.experiments.report import load_results
 
 HERE = Path(__file__).parent
 NETWORKS = ("dbn_best", "dbn_paper", "mlp_paper")
@@ -68,7 +68,7 @@ def ensembles(project: Path) -> pd.DataFrame:
                 **dict(zip(CELL, key)),
                 "seeds": len(tested),
                 "seed_mean": seeds["metrics.uar"].mean(),
-                "seed_ensemble": evaluate(true, np.where(mean_p > 0.5, "positive", "negative"))["uar"],
+                "seed_ensemble": valence_scores(true, np.where(mean_p > 0.5, "positive", "negative"))["uar"],
             }
         )
     return pd.DataFrame(rows)

@@ -8,14 +8,22 @@ row, a fixed number of epochs). Run from a project whose features/ hold the real
 It writes NAMEs.csv beside itself. The fixed-epoch variant is what `finetune.validation_fraction: 0`
 now does in the package (dbn_best uses it); the others stayed probes.
 """
-import sys, time
-import numpy as np, pandas as pd, torch, torch.nn.functional as F
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
 from joblib import Parallel, delayed
-from crossemo.splits import normalize, Normalization, validation_split
-from crossemo.models import DBNValence, make_model
-from crossemo.metrics import evaluate
-from crossemo import training as D  # crossemo.dbn's Lightning loops until 8064abf
 from run_selection import corpora
+
+from crossemo.experiments.metrics import valence_scores
+from crossemo.experiments.normalization import Normalization, normalize
+from crossemo.models import training as D
+from crossemo.models.catalog import make_model
+from crossemo.models.networks import DBNValence
+from crossemo.models.validation import validation_split
 
 FEAT = sys.argv[3] if len(sys.argv) > 3 else "features"
 table, raw, y, spk, TASKS = corpora(FEAT)  # run_selection's rows and six tasks
@@ -102,7 +110,7 @@ def run(name, norm, seed, task):
     m = cands[name](seed)
     pool = x if getattr(m, "needs_unlabeled_pool", False) else None
     t0 = time.time(); m.fit(x[tr], y[tr], groups=spk[tr], unlabeled=pool)
-    return dict(name=name, norm=str(norm), seed=seed, task=label, uar=evaluate(y[te], m.predict(x[te]))["uar"], sec=time.time() - t0)
+    return dict(name=name, norm=str(norm), seed=seed, task=label, uar=valence_scores(y[te], m.predict(x[te]))["uar"], sec=time.time() - t0)
 
 which = sys.argv[1].split(",")
 norm = Normalization(sys.argv[2] if len(sys.argv) > 2 else "speaker")

@@ -9,17 +9,22 @@ SEEDS (comma-separated) defaults to 0,1, the seeds every candidate was chosen on
 
 It writes NAMEs_NORMs.csv beside itself (selection_runs.csv holds every row of the session's runs).
 """
-import sys, time, functools
-import numpy as np, pandas as pd
-from joblib import Parallel, delayed
+import functools
+import sys
+import time
 
+import numpy as np
+import pandas as pd
 import torch
-from crossemo.features import labelled_rows
-from crossemo.splits import normalize, speaker_keys, Normalization
-from crossemo.models import make_model
-from crossemo.metrics import evaluate
+from joblib import Parallel, delayed
 from sklearn.model_selection import GroupKFold
-from crossemo.stacks import StackCache
+
+from crossemo.data.features import labelled_rows
+from crossemo.data.speakers import speaker_keys
+from crossemo.experiments.metrics import valence_scores
+from crossemo.experiments.normalization import Normalization, normalize
+from crossemo.models.catalog import make_model
+from crossemo.models.stacks import StackCache
 
 STACKS = ".cache/selection-stacks"
 
@@ -48,7 +53,7 @@ def run(name, kind, params, norm, seed, task_index, features_dir="features"):
     pool = x if getattr(m, "needs_unlabeled_pool", False) else None
     t = time.time()
     m.fit(x[tr], y[tr], groups=spk[tr], unlabeled=pool)
-    return dict(name=name, norm=str(norm), seed=seed, task=label, uar=evaluate(y[te], m.predict(x[te]))["uar"], sec=time.time() - t)
+    return dict(name=name, norm=str(norm), seed=seed, task=label, uar=valence_scores(y[te], m.predict(x[te]))["uar"], sec=time.time() - t)
 
 
 def score(name, kind, params, norm, seeds, features_dir="features"):

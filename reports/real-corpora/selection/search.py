@@ -16,9 +16,9 @@ import sys
 
 import optuna
 import pandas as pd
-
 from run_selection import FT, PRE, score
-from crossemo.splits import Normalization
+
+from crossemo.experiments.normalization import Normalization
 
 STORAGE, STUDY = "sqlite:///.cache/selection-search.db", "dbn-selection"
 DBN_BEST = {"layers": 2, "units": 512, "dropout": 0.5, "weight_decay": 1e-4, "finetune_learning_rate": 1e-3,

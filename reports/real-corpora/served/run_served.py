@@ -28,12 +28,14 @@ import torch
 from joblib import Parallel, delayed
 
 from crossemo.config import load_params
-from crossemo.features import FeatureSettings, labelled_rows
-from crossemo.metrics import evaluate
-from crossemo.models import model_from_params
-from crossemo.registry import fit_pipeline
-from crossemo.serving import MAX_ROWS, ValencePyfunc
-from crossemo.splits import LoneRows, Normalization, normalization_groups, speaker_keys, standardise_groups
+from crossemo.data.features import FeatureSettings, labelled_rows
+from crossemo.data.speakers import speaker_keys
+from crossemo.experiments.metrics import valence_scores
+from crossemo.experiments.normalization import LoneRows, Normalization, normalization_groups, standardise_groups
+from crossemo.models.catalog import model_from_params
+from crossemo.serving.pyfunc import ValencePyfunc
+from crossemo.serving.fitting import fit_pipeline
+from crossemo.serving.requests import MAX_ROWS
 
 HERE = Path(__file__).parent
 CORPORA = ("emodb", "savee", "emovo", "urdu")
@@ -102,7 +104,7 @@ def fold(model_name: str, seed: int, target: str, features_dir: str) -> list[dic
                     sent="speaker" if with_speaker else "lone",
                     seed=seed,
                     target=target,
-                    uar=evaluate(y, labels)["uar"],
+                    uar=valence_scores(y, labels)["uar"],
                     negative_share=float(np.mean(labels == "negative")),
                     true_negative_share=float(np.mean(y == "negative")),
                     speaker_rows=float(np.mean(answers["standardised_on"] == "speaker")),
@@ -119,7 +121,7 @@ def fold(model_name: str, seed: int, target: str, features_dir: str) -> list[dic
             sent="study",
             seed=seed,
             target=target,
-            uar=evaluate(y, by_speaker.model.predict(study_like))["uar"],
+            uar=valence_scores(y, by_speaker.model.predict(study_like))["uar"],
             negative_share=float(np.mean(by_speaker.model.predict(study_like) == "negative")),
             true_negative_share=float(np.mean(y == "negative")),
             speaker_rows=np.nan,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossemo.metrics import mean_ci
-from crossemo.report import identical_runs
+from crossemo.experiments.metrics import mean_ci
+from crossemo.experiments.report import identical_runs
 
 HERE = Path(__file__).parent
 STUDY = HERE.parent / "reuse"

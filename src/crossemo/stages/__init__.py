@@ -25,7 +25,7 @@ def run_guarded(command: Callable[[argparse.Namespace], None], args: argparse.Na
     """Run a command as a user's process: SIGTERM unwinds; a mistake the user can fix (UserError, a
     missing file) is one line and exit 1 (with its traceback too under --verbose); anything else is
     a bug and keeps its traceback; an interruption exits 130."""
-    from ..errors import UserError
+    from crossemo.errors import UserError
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)

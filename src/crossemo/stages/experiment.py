@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import stage_main
+from crossemo.stages import stage_main
 
 DESCRIPTION = "DVC stage: run one scenario for every model and seed (results/NAME.parquet)"
 
 
 def add_arguments(parser) -> None:
-    from ..config import Scenario
+    from crossemo.experiments.settings import Scenario
 
     parser.add_argument("scenario", choices=[s.value for s in Scenario])
     parser.add_argument("--params", default="params.yaml")
@@ -19,8 +19,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    from ..config import experiment_settings, load_params
-    from ..experiments import Runner, load_features
+    from crossemo.config import load_params
+    from crossemo.experiments.runner import Runner, load_features
+    from crossemo.experiments.settings import experiment_settings
 
     params = load_params(args.params)
     settings = experiment_settings(params, args.scenario)

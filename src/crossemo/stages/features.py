@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import stage_main
+from crossemo.stages import stage_main
 
 DESCRIPTION = "DVC stage: eGeMAPSv02 functionals (features/NAME.parquet)"
 
@@ -19,8 +19,8 @@ def add_arguments(parser) -> None:
 def run(args) -> None:
     import pandas as pd
 
-    from ..config import corpus_config, feature_settings, load_params
-    from ..features import extract_table
+    from crossemo.config import corpus_config, feature_settings, load_params
+    from crossemo.data.features import extract_table
 
     params = load_params(args.params)
     cfg, settings = corpus_config(params, args.corpus), feature_settings(params)

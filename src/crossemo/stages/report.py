@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import stage_main
+from crossemo.stages import stage_main
 
 DESCRIPTION = "DVC stage: figures, metrics.json and report.md from results/"
 
@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    from ..report import load_results, write_report
+    from crossemo.experiments.report import load_results, write_report
 
     header = Path(args.header).read_text() if args.header else ""
     write_report(load_results(args.results), args.out, header=header)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import stage_main
+from crossemo.stages import stage_main
 
 DESCRIPTION = "DVC stage: one corpus' common table (tables/NAME.parquet)"
 
@@ -16,8 +16,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> None:
-    from ..config import corpus_config, load_params
-    from ..corpora import load_corpus
+    from crossemo.config import corpus_config, load_params
+    from crossemo.data.corpora import load_corpus
 
     cfg = corpus_config(load_params(args.params), args.corpus)
     table = load_corpus(cfg.loader, cfg.root, valence=cfg.valence, corpus=cfg.name, **cfg.options)

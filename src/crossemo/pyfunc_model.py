@@ -1,7 +1,0 @@
-"""Entry file for MLflow's "models from code": the served model is defined here, not cloudpickled."""
-
-import mlflow
-
-from crossemo.serving import ValencePyfunc
-
-mlflow.models.set_model(ValencePyfunc())
