@@ -171,7 +171,7 @@ def _cmd_serve(args) -> None:
     import os
 
     from crossemo.experiments.tracking import configure
-    from crossemo.serving.http_guard import MODEL_URI_ENV, SERVING_MODEL_CONFIG
+    from crossemo.serving.http_guard import MODEL_URI_ENV, PAGE_ENV, SERVING_MODEL_CONFIG
     from crossemo.serving.registry import model_summary, resolve_version
     from crossemo.serving.requests import AUDIO_ROOT_ENV
 
@@ -191,6 +191,9 @@ def _cmd_serve(args) -> None:
         f"audio_path: {'files under ' + env[AUDIO_ROOT_ENV] if env.get(AUDIO_ROOT_ENV) else 'disabled'}",
         file=sys.stderr,
     )
+    env[PAGE_ENV] = "0" if args.no_page else "1"
+    page = "off (--no-page)" if args.no_page else f"http://{args.host}:{args.port}/ (upload or record a clip)"
+    print(f"page: {page}", file=sys.stderr)
     # MLflow's scoring app (as `mlflow models serve` runs it) behind crossemo's request guard
     command = [
         "uvicorn",
@@ -355,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--alias", default="champion")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5001)
+    serve.add_argument(
+        "--no-page", dest="no_page", action="store_true", help="API only: no try-it page at / (nor /card)"
+    )
     serve.add_argument(
         "--audio-root",
         dest="audio_root",
