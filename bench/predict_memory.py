@@ -2,19 +2,19 @@
 
     python bench/predict_memory.py [SIZES]     # default 300,1200,4800 files
 
-Each size runs in a fresh process (so the peaks are its own): short synthetic recordings, a small
-registered SVM, `crossemo predict FOLDER -o answers.csv`. Prints the main process' peak RSS, the
-feature workers' largest, and the rows written. Before batching, the main process held every
+Each size runs in a fresh folder: short synthetic recordings, a small registered SVM, then
+`crossemo predict FOLDER -o answers.csv` as its own process, whose resident memory (and its feature
+workers') is sampled every 0.1 s. Prints the peaks and the rows written. Before batching, the main process held every
 file's features and answers at once and the model refused more than 256 rows.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def one(size: int) -> None:
     sys.path.insert(0, str(REPO))
-    from crossemo.cli import main
+    import psutil
+
     from crossemo.data.features import FeatureSettings
     from crossemo.models.baselines import SVMValence
     from crossemo.serving.fitting import train_pipeline
@@ -37,20 +38,22 @@ def one(size: int) -> None:
         (tmp / "calls").mkdir()
         for i in range(size):
             tone(tmp / "calls" / f"{i:05d}.wav", 0.4, seed=i)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        try:
-            main(
-                ["predict", str(tmp / "calls"), "-o", str(tmp / "answers.csv"), "--tracking-uri", uri, "--params", "-"]
-            )
-        except SystemExit as stop:
-            assert not stop.code, stop.code
+        command = [str(Path(sys.executable).parent / "crossemo"), "predict", str(tmp / "calls")]
+        command += ["-o", str(tmp / "answers.csv"), "--tracking-uri", uri, "--params", "-"]
+        process = psutil.Popen(command, stderr=subprocess.DEVNULL)
+        main_peak = workers_peak = 0
+        while process.poll() is None:  # resident memory of the command and of its feature workers
+            try:
+                main_peak = max(main_peak, process.memory_info().rss)
+                for child in process.children(recursive=True):
+                    workers_peak = max(workers_peak, child.memory_info().rss)
+            except psutil.NoSuchProcess:
+                pass
+            time.sleep(0.1)
+        assert process.returncode == 0, process.returncode
         rows = sum(1 for _ in open(tmp / "answers.csv")) - 1
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(
-        f"{size:6d} files  {rows:6d} rows  main peak {peak / 1024:6.0f} MiB (before predict {before / 1024:.0f})"
-        f"  largest worker {workers / 1024:5.0f} MiB"
-    )
+    mib = lambda n: f"{n / 2**20:5.0f} MiB"
+    print(f"{size:6d} files  {rows:6d} rows  predict's peak {mib(main_peak)}  largest worker {mib(workers_peak)}")
 
 
 if __name__ == "__main__":

@@ -214,3 +214,16 @@ def test_crossemo_register_prints_both_figures_and_obeys_crown_flags(tmp_path, m
     out = capsys.readouterr().out
     assert "the champion stays: not crowned by hand; UAR" in out and "against champion v1's" in out
     assert cli_status(["register", "--crown", "--no-crown"]) == 2
+
+
+@pytest.mark.slow
+def test_after_a_version_is_deleted_the_answers_report_the_number_mlflow_assigned(store):
+    trained = train_pipeline(feature_table(), SVMValence(), FeatureSettings(), refit=False)
+    register(trained, {}, tracking_uri=store)
+    register(trained, {}, crown=True)
+    mlflow.MlflowClient().delete_model_version(MODEL_NAME, "2")  # max + 1 would now guess 2 again
+    third = register(trained, {}, crown=True)
+    assert third.version == 3
+    served = load_registered(f"models:/{MODEL_NAME}@{CHAMPION}")
+    x = feature_table()[served.unwrap_python_model().pipeline.feature_names].head(1).astype(float)
+    assert served.predict(x)["model_version"].tolist() == ["3"]
