@@ -1,5 +1,5 @@
 # crossemo: a small CPU-only image that serves the registered model (default command) or runs
-# any crossemo / dvc command. See README.md, "Docker".
+# any crossemo / dvc command. See docs/concepts/docker.md.
 FROM python:3.11.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -20,8 +20,8 @@ CHROMIUM = shutil.which("chromium")
 MODELS = {"svm": {"model": "svm"}}
 
 
-def rendered(url: str, profile: Path) -> str:
-    """The page's DOM after its scripts ran, as headless Chromium renders it."""
+def rendered(url: str, profile: Path, screenshot: Path | None = None) -> str:
+    """The page's DOM after its scripts ran, as headless Chromium renders it (and a screenshot of it)."""
     command = [
         CHROMIUM,
         "--headless",
@@ -38,7 +38,11 @@ def rendered(url: str, profile: Path) -> str:
         "--dump-dom",
         url,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120).stdout
+    if screenshot is not None:  # a second rendering: --dump-dom and --screenshot do not combine
+        shot = [c for c in command if c != "--dump-dom"][:-1] + [f"--screenshot={screenshot}", url]
+        subprocess.run(shot, capture_output=True, timeout=120)
+    return dom
 
 
 @pytest.fixture
@@ -66,7 +70,13 @@ def ui(tmp_path, monkeypatch):
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_a_crossemo_experiment_opens_on_its_runs_table_in_model_training_view(ui, tmp_path):
     url, experiment_id = ui
-    page = rendered(f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning", tmp_path / "profile")
+    shots = Path(os.environ.get("CROSSEMO_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / ".cache"))
+    shots.mkdir(parents=True, exist_ok=True)  # the runs table, as the documentation shows it
+    screenshot = shots / "mlflow-runs.png"
+    page = rendered(
+        f"{url}/#/experiments/{experiment_id}?workflowType=machine_learning", tmp_path / "profile", screenshot
+    )
+    assert screenshot.stat().st_size > 10_000
     assert ">Runs<" in page and "matching runs" in page  # the runs table, not the GenAI overview
     assert "leave_one_out" in page  # the scenario's parent run is a row
     assert "No data available" not in page

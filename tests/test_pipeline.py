@@ -211,11 +211,19 @@ def test_dvc_exp_run_compares_headline_metrics_and_names_its_mlflow_runs(project
     assert parent["tags.git_commit"].item().startswith(run(project, "git", "rev-parse", "HEAD").strip())
 
 
-def readme_commands(section: str) -> list[str]:
-    """The commands of the first bash block under a README heading, comments stripped."""
-    text = (REPO / "README.md").read_text()
+def doc_commands(page: str, section: str) -> list[str]:
+    """The commands of the first bash block under a heading of a page (README.md, docs/...), comments stripped."""
+    text = (REPO / page).read_text()
     block = text[text.index(f"## {section}") :].split("```bash", 1)[1].split("```", 1)[0]
     return [line.split("  #")[0].strip() for line in block.strip().splitlines() if line.strip()]
+
+
+def test_the_readmes_tour_is_the_tested_tutorials_commands():
+    """The README's tour runs nothing that a test does not run as written."""
+    tour = doc_commands("README.md", "A five-minute tour")
+    tested = doc_commands("docs/tutorials/tuning.md", "Tuning, registry and serving")
+    assert tour[0].startswith("mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db")  # test_mlflow_ui's store
+    assert set(tour[1:]) <= set(tested) and len(tour) == 5
 
 
 def _serve_until_answered(project: Path, command: list[str], url: str) -> subprocess.Popen:
@@ -226,14 +234,14 @@ def _serve_until_answered(project: Path, command: list[str], url: str) -> subpro
     return process
 
 
-def test_the_readmes_tuning_registry_and_serving_commands_work_as_written(project):
+def test_the_tuning_tutorials_commands_work_as_written(project):
     import requests
 
     from crossemo.data.features import feature_names
 
     from .conftest import tone
 
-    commands = readme_commands("Tuning, registry and serving")
+    commands = doc_commands("docs/tutorials/tuning.md", "Tuning, registry and serving")
     assert [c.split()[:2] for c in commands] == [
         ["crossemo", "tune"],
         ["crossemo", "tune"],
@@ -278,3 +286,42 @@ def test_the_readmes_tuning_registry_and_serving_commands_work_as_written(projec
                     rows = len(pd.read_parquet(project / f"features/{corpus}.parquet"))
                     assert f"| {corpus} | {rows} |" in out
     assert (project / "tuning/best_params.yaml").is_file() and (project / "valence.csv").is_file()
+
+
+def test_the_own_corpus_tutorial_works_as_written(project):
+    """docs/tutorials/own-corpus.md: its params entry and commands, run as written, on a corpus of 24
+    recordings described by a manifest with common spellings and a mapped word."""
+    import requests
+
+    from .conftest import tone
+
+    page = (REPO / "docs/tutorials/own-corpus.md").read_text()
+    entry = yaml.safe_load(page.split("```yaml", 1)[1].split("```", 1)[0])
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["corpora"].update(entry["corpora"])
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (project / "recordings" / "clips").mkdir(parents=True)
+    rows, words = ["path,emotion,speaker,language"], ["angry", "neutral", "sad", "happy", "furious", "calm"]
+    for i in range(24):
+        tone(project / "recordings" / "clips" / f"u{i}.wav", seconds=0.8, f0=120 + 7 * i, seed=i)
+        rows.append(f"clips/u{i}.wav,{words[i % 6]},s{i % 3},dutch")
+    (project / "recordings" / "manifest.csv").write_text("\n".join(rows) + "\n")
+    commands = doc_commands("docs/tutorials/own-corpus.md", "3. Check, extract, evaluate, register, serve")
+    assert [c.split()[:2] for c in commands][:2] == [["crossemo", "corpora"], ["dvc", "repro"]]
+    for command in commands:
+        words_ = command.split()
+        if words_[:2] == ["crossemo", "serve"]:
+            port = free_port()
+            server = _serve_until_answered(project, [*words_, "--port", str(port)], f"http://127.0.0.1:{port}/ping")
+            page_ok = requests.get(f"http://127.0.0.1:{port}/", timeout=30).status_code
+            server.terminate(), server.wait(timeout=30)
+            assert page_ok == 200
+            continue
+        out = run(project, *words_)
+        if words_[1] == "corpora":
+            assert "24 utterances, 3 speakers" in out and "anger" in out  # furious read as anger
+        if words_[1] == "evaluate":
+            assert "| mine | 24 |" in out
+        if words_[1] == "register":
+            assert "registered crossemo-valence v" in out
+    assert len(pd.read_parquet(project / "features/mine.parquet")) == 24

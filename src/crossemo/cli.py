@@ -23,9 +23,15 @@ def _cmd_corpora_list(args) -> None:
 
 
 def _cmd_corpora_show(args) -> None:
+    """A loader on a folder, or (no ROOT) a corpus of params.yaml as the pipeline reads it."""
+    from crossemo.config import corpus_config, load_params
     from crossemo.data.corpora import load_corpus
 
-    table = load_corpus(args.name, args.root)
+    if args.root is None:
+        config = corpus_config(load_params(args.params), args.name)
+        table = load_corpus(config.loader, config.root, valence=config.valence, corpus=config.name, **config.options)
+    else:
+        table = load_corpus(args.name, args.root)
     print(f"{len(table)} utterances, {table['speaker'].nunique()} speakers")
     print(table.groupby(["emotion", "valence"]).size().rename("utterances").to_string())
 
@@ -293,8 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     corpora.add_parser("list", help="the corpus loaders and their languages").set_defaults(func=_cmd_corpora_list)
     show = corpora.add_parser("show", help="read a corpus and count its emotions and valence")
-    show.add_argument("name", help="loader name, as in `crossemo corpora list`")
-    show.add_argument("root", help="the corpus folder (or CSV manifest)")
+    show.add_argument("name", help="a loader (as in `crossemo corpora list`) with ROOT, or a corpus of params.yaml")
+    show.add_argument("root", nargs="?", help="the corpus folder (or CSV manifest); none: NAME is in params.yaml")
+    show.add_argument("--params", default="params.yaml")
     show.set_defaults(func=_cmd_corpora_show)
     imp = corpora.add_parser("import", help="copy real corpora under data/ for DVC to track")
     imp.add_argument("source", help="folder holding one folder per corpus, e.g. ../shared/corpora")

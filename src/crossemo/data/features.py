@@ -40,12 +40,14 @@ class OnBadAudio(StrEnum):
 @dataclass(frozen=True)
 class FeatureSettings:
     sampling_rate: int = 16000  # features change with the input rate: bring every file to one
-    channel: int = 0
-    min_duration: float = 0.25
+    channel: int = 0  # the channel read (never the mean: EMOVO's channels are different microphones)
+    min_duration: float = 0.25  # seconds; shorter files are rejected with their name
+    # stop: fail naming every bad file; skip: leave them out, listed in features/<corpus>.rejected.csv
     on_bad_audio: OnBadAudio = OnBadAudio.STOP
-    workers: int = 2
-    cache_dir: str = ".cache/egemaps"
+    workers: int = 2  # extraction processes (the features do not depend on it)
+    cache_dir: str = ".cache/egemaps"  # the per-file cache, keyed by content and settings
     max_duration: float | None = None  # seconds; longer files are refused from their header (scoring)
+    # openSMILE functionals: eGeMAPSv02 (88, the paper's), emobase (988), ComParE_2016 (6373)
     feature_set: FeatureSet = FeatureSet.EGEMAPS
 
     def __post_init__(self):

@@ -53,21 +53,25 @@ class Executor(StrEnum):
 
 @dataclass(frozen=True)
 class ExperimentSettings:
-    models: tuple[str, ...]
-    seeds: tuple[int, ...] = (0, 1, 2)
+    models: tuple[str, ...]  # names under models: to run
+    seeds: tuple[int, ...] = (0, 1, 2)  # every fit is repeated per seed; intervals are over seeds
+    # train: the training rows' statistics; corpus / speaker: each one's own, label-free
     normalization: Normalization = Normalization.CORPUS
+    # label-free rows a fit may learn from: none, target (the test corpus), all (every corpus)
     unlabeled: UnlabeledPool = UnlabeledPool.ALL
+    # random: the paper's 75/25; speaker: speaker-grouped folds; sessions: IEMOCAP's two
     within_protocols: tuple[str, ...] = ("random", "speaker")
-    test_size: float = 0.25
-    speaker_folds: int = 5
+    test_size: float = 0.25  # the random protocol's test share
+    speaker_folds: int = 5  # speaker-grouped folds (leave one speaker out when a corpus has no more speakers)
+    # target_fraction: shares of the target corpus added to training
     fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-    multi_source_size: int = 2
-    log_models: bool = True
+    multi_source_size: int = 2  # multi_source: corpora per training set, each of another language
+    log_models: bool = True  # log each fitted model as an MLflow artifact (fit reuse needs it)
     reuse_fits: bool = True  # a fit already logged with the same inputs and code is loaded, not redone
-    cache_dir: str = ".cache/pretrained"
+    cache_dir: str = ".cache/pretrained"  # pretrained RBM stacks, keyed by their inputs and code
     workers: int = 1  # processes running fits side by side; each gets cores // workers torch threads
     tracking_uri: str | None = None  # None: MLFLOW_TRACKING_URI, else the project's sqlite store
-    executor: Executor = Executor.LOCAL
+    executor: Executor = Executor.LOCAL  # local: `workers` processes here; dask: an existing Dask cluster
     scheduler_address: str | None = None  # Dask scheduler; None: DASK_SCHEDULER_ADDRESS
     test_only: tuple[str, ...] = ()  # corpora marked test_only: never a label in training (from corpora:)
     train_corpora: tuple[str, ...] | None = None  # transfer: None = every corpus not tested on
@@ -98,13 +102,13 @@ class ExperimentSettings:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    layers: tuple[int, int] = (1, 3)
+    layers: tuple[int, int] = (1, 3)  # [low, high] hidden layers
     units: tuple[int, int] = (64, 2048)  # per layer, log scale
-    pretrain_learning_rate: tuple[float, float] = (1e-4, 1e-1)
-    finetune_learning_rate: tuple[float, float] = (1e-4, 1e-2)
+    pretrain_learning_rate: tuple[float, float] = (1e-4, 1e-1)  # [low, high], log scale
+    finetune_learning_rate: tuple[float, float] = (1e-4, 1e-2)  # [low, high], log scale
     pretrain_epochs: tuple[int, int] = (5, 500)  # log scale
-    cd_steps: tuple[int, int] = (1, 3)
-    batch_size: tuple[int, ...] = (32, 64, 128, 256)
+    cd_steps: tuple[int, int] = (1, 3)  # [low, high] contrastive-divergence steps
+    batch_size: tuple[int, ...] = (32, 64, 128, 256)  # choices, for pretraining and fine-tuning alike
     # dbn_best's levers (reports/real-corpora/selection); the defaults leave them out of the search
     dropout: tuple[float, float] = (0.0, 0.0)
     weight_decay: tuple[float, ...] = (0.0,)  # choices: 0 has no log scale
@@ -144,15 +148,15 @@ class SearchSpace:
 @dataclass(frozen=True)
 class TuneSettings:
     corpora: tuple[str, ...]  # training corpora; never the target test corpus
-    study_name: str = "crossemo-dbn"
-    storage: str = "sqlite:///.cache/optuna.db"
-    n_trials: int = 20
+    study_name: str = "crossemo-dbn"  # the Optuna study (resumable, shared by workers)
+    storage: str = "sqlite:///.cache/optuna.db"  # any Optuna RDB URL: sqlite:///..., postgresql://..., mysql://...
+    n_trials: int = 20  # finished trials to reach in all
     timeout: float | None = None  # seconds, per worker
     validation_fraction: float = 0.25  # of the training speakers
-    seed: int = 0
-    finetune_max_epochs: int = 60
-    finetune_patience: int = 8
-    output: str = "tuning/best_params.yaml"
+    seed: int = 0  # seeds the sampler and the validation split
+    finetune_max_epochs: int = 60  # each trial's fine-tuning budget
+    finetune_patience: int = 8  # epochs without a better validation loss before a trial's fine-tuning stops
+    output: str = "tuning/best_params.yaml"  # where the best trial is written as a models: entry (dbn_tuned)
     space: SearchSpace = field(default_factory=SearchSpace)
     heartbeat_interval: int = 30  # seconds between a running trial's heartbeats in the storage
     grace_period: int = 90  # seconds without one before the trial counts as dead (its worker died) and is failed

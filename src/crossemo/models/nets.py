@@ -56,16 +56,16 @@ def _warn_emulated_bf16(owner: str) -> None:
 class PretrainSettings:
     """Contrastive-divergence training of each RBM (defaults: Hinton's practical guide where the paper is silent)."""
 
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # CD's step size
     epochs: int | tuple[int, ...] = 500  # one number for every layer, or one per layer
-    cd_steps: int = 1
+    cd_steps: int = 1  # Gibbs steps per CD update (CD-k)
     persistent: bool = False  # persistent CD: the negative chain carries over between batches
     momentum: float = 0.9  # 0.5 for the first `momentum_warmup` epochs, then this (guide, sec. 9)
-    momentum_warmup: int = 5
+    momentum_warmup: int = 5  # epochs at momentum 0.5 before `momentum`
     weight_decay: float = 2e-4  # L2 on the weights only (guide, sec. 10)
     sparsity_target: float | None = None  # desired mean hidden activation (guide, sec. 11)
-    sparsity_cost: float = 0.0
-    batch_size: int = 256
+    sparsity_cost: float = 0.0  # weight of the sparsity penalty
+    batch_size: int = 256  # rows per CD update
     precision: Precision = Precision.FULL  # of the CD products (statistics are accumulated in float32)
 
     def __post_init__(self):
@@ -145,13 +145,13 @@ class FeedForward(nn.Module):
 
 @dataclass(frozen=True)
 class FinetuneSettings:
-    learning_rate: float = 1e-3
-    max_epochs: int = 200
+    learning_rate: float = 1e-3  # Adam's step size
+    max_epochs: int = 200  # the most epochs of fine-tuning
     patience: int = 20  # epochs without a lower validation loss before stopping
     min_epochs: int = 10  # small corpora give few steps per epoch: never stop before this
-    batch_size: int = 64
-    weight_decay: float = 0.0
-    dropout: float = 0.0
+    batch_size: int = 64  # rows per step
+    weight_decay: float = 0.0  # Adam's L2 penalty
+    dropout: float = 0.0  # dropout on each hidden layer
     input_noise: float = 0.0  # std of Gaussian noise added to the (standardised) inputs of each training batch
     # > 0: mixup (Zhang et al. 2018): each batch trains on convex mixtures of its rows and their labels,
     # the mixing weight drawn from Beta(mixup_alpha, mixup_alpha) once per batch

@@ -12,9 +12,9 @@ from crossemo.experiments.normalization import LoneRows, Normalization
 class RegistrySettings:
     """params.yaml's `registry` section: which configuration `crossemo register` trains, on what."""
 
-    model: str = "dbn_demo"
+    model: str = "dbn_demo"  # a configuration under models: to train and register
     corpora: tuple[str, ...] | None = None  # None: every corpus in corpora: that is not test_only
-    seed: int = 0
+    seed: int = 0  # seeds the fits and the held-out speakers
     validation_fraction: float = 0.25  # of the speakers, held out for the version's estimate
     normalization: Normalization = Normalization.TRAIN  # as experiments.normalization; see serving.ValencePipeline
     lone_rows: LoneRows = LoneRows.POOLED  # served rows without enough rows of their speaker (corpus / speaker)
