@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -186,7 +187,14 @@ def test_dvc_exp_run_compares_headline_metrics_and_names_its_mlflow_runs(project
     holds the changed parameter and the headline metrics, and its MLflow parent run carries its name."""
     run(project, "git", "add", "-A")
     run(project, "git", "-c", "user.name=crossemo", "-c", "user.email=ci@localhost", "commit", "-qm", "baseline")
-    run(project, "dvc", "exp", "run", "-n", "quarter-target", "-S", "experiments.target_fraction.fractions=[0.25]")
+    commands = doc_commands("docs/tutorials/experiments.md", "Run one and compare it")  # the tutorial, as written
+    assert [c.split()[:3] for c in commands] == [
+        ["dvc", "exp", "run"],
+        ["dvc", "exp", "show"],
+        ["dvc", "metrics", "diff"],
+    ]
+    outputs = [run(project, *shlex.split(command)) for command in commands]
+    assert "quarter-target" in outputs[1]
     baselines = json.loads(run(project, "dvc", "exp", "show", "--json"))
     [experiment] = [
         r for b in baselines for e in (b.get("experiments") or []) for r in e["revs"] if r["name"] == "quarter-target"
