@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from crossemo.data.features import FeatureSettings
 from crossemo.experiments.settings import ExperimentSettings, Scenario, SearchSpace, TuneSettings
+from crossemo.models.adaptation import Adaptation
 from crossemo.models.catalog import MODELS
 from crossemo.models.nets import FinetuneSettings, PretrainSettings
 from crossemo.serving.settings import RegistrySettings
@@ -102,6 +103,14 @@ def settings_rows(prefix: str, cls, skip=()) -> Iterator[tuple[str, str, str, st
 def model_rows() -> Iterator[tuple[str, str, str, str, str]]:
     """The hyperparameters of every estimator, as `models.<name>.<key>`."""
     yield "models.<name>.model", "str", "the entry's name", ", ".join(MODELS), "the estimator this entry configures"
+    yield (
+        "models.<name>.adaptation",
+        "Adaptation",
+        "none",
+        ", ".join(Adaptation),
+        "what the model does with the target's unlabeled rows (crossemo.models.adaptation): coral re-colours "
+        "the training rows with their covariance; the rows are the fit's unlabeled ones (experiments.unlabeled)",
+    )
     seen = {}
     for kind, cls in MODELS.items():
         for name, parameter in inspect.signature(cls.__init__).parameters.items():

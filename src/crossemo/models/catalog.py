@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from crossemo.errors import ConfigError
+from crossemo.models.adaptation import Adaptation, adapted
 from crossemo.models.baselines import (
     GroupTunedSVMValence,
     SparseAutoencoderSVM,
@@ -38,11 +39,12 @@ def model_from_config(configs: dict, name: str, seed: int = 0, **runtime) -> Val
         )
     spec = dict(configs[name])
     kind = spec.pop("model", name)
+    adaptation = spec.pop("adaptation", Adaptation.NONE)
     if kind not in MODELS:
         raise ConfigError(f"models.{name}.model is {kind!r}; use one of {', '.join(MODELS)}")
     offered = {key: value for key, value in runtime.items() if key in MODELS[kind].RUNTIME}
     try:
-        return make_model(kind, seed=seed, **spec, **offered)
+        return adapted(make_model(kind, seed=seed, **spec, **offered), adaptation, f"models.{name}.adaptation")
     except ConfigError as error:  # a model's own check names its key; say which configuration holds it
         raise ConfigError(f"models.{name}: {error}") from None
 
