@@ -16,8 +16,9 @@ from crossemo.models.baselines import SVMValence
 from crossemo.models.estimator import ValenceModel
 from crossemo.models.validation import validation_split
 from crossemo.serving.fitting import train_pipeline
-from crossemo.serving.registry import CHAMPION, MODEL_NAME, load_registered, register
+from crossemo.serving.registry import CHAMPION, MODEL_NAME, register
 from crossemo.serving.requests import request_speakers
+from crossemo.serving.versions import load_registered
 
 from .conftest import cli_status, feature_table, speaker_table
 

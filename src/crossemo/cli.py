@@ -28,8 +28,7 @@ def _cmd_corpora_show(args) -> None:
     from crossemo.data.corpora import load_corpus
 
     if args.root is None:
-        config = corpus_config(load_params(args.params), args.name)
-        table = load_corpus(config.loader, config.root, valence=config.valence, corpus=config.name, **config.options)
+        table = corpus_config(load_params(args.params), args.name).load()
     else:
         table = load_corpus(args.name, args.root)
     print(f"{len(table)} utterances, {table['speaker'].nunique()} speakers")
@@ -178,8 +177,8 @@ def _cmd_serve(args) -> None:
 
     from crossemo.experiments.tracking import configure
     from crossemo.serving.http_guard import MODEL_URI_ENV, PAGE_ENV, SERVING_MODEL_CONFIG
-    from crossemo.serving.registry import model_summary, resolve_version
     from crossemo.serving.requests import AUDIO_ROOT_ENV
+    from crossemo.serving.versions import model_summary, resolve_version
 
     uri = configure(args.tracking_uri)
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
@@ -229,7 +228,7 @@ def _cmd_predict(args) -> None:
         speaker_rule,
         summary_line,
     )
-    from crossemo.serving.registry import load_registered, model_summary
+    from crossemo.serving.versions import load_registered, model_summary
 
     files = expand_inputs(args.files)
     if args.output:
@@ -260,7 +259,7 @@ def _cmd_evaluate(args) -> None:
     from crossemo.experiments.tracking import configure
     from crossemo.serving.batch_prediction import output_format
     from crossemo.serving.corpus_evaluation import as_markdown, corpus_features, evaluate_corpora, resolve, write_scores
-    from crossemo.serving.registry import model_summary
+    from crossemo.serving.versions import model_summary
 
     if args.output:
         output_format(args.output)  # a wrong extension fails before any work

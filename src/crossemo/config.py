@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
-from crossemo.data.corpora import LOADERS, PAPER_VALENCE, ValenceMap, audio_folder
+from crossemo.data.corpora import LOADERS, PAPER_VALENCE, ValenceMap, audio_folder, load_corpus
 from crossemo.data.features import FeatureSettings
 from crossemo.errors import ConfigError, settings_from
 
@@ -44,6 +45,10 @@ class CorpusConfig:
     def audio_root(self) -> Path:
         """What the corpus table's paths are relative to (a manifest's folder when root is the CSV)."""
         return audio_folder(self.loader, self.root)
+
+    def load(self) -> pd.DataFrame:
+        """The corpus table, read by its loader with this entry's valence mapping and options."""
+        return load_corpus(self.loader, self.root, valence=self.valence, corpus=self.name, **self.options)
 
 
 def corpus_config(params: dict, name: str) -> CorpusConfig:

@@ -28,6 +28,7 @@ from crossemo.serving.requests import MAX_ROWS, SPEAKER_COLUMN
 #: What a folder is searched for (soundfile reads these).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 ANSWER_COLUMNS = ["file", "valence", "p_negative", "p_positive", "standardised_on", "model_version", "error"]
+MODEL_COLUMNS = ANSWER_COLUMNS[1:6]  # what the model answers for a file it could score
 MAX_SECONDS = 60.0  # as the served model: a longer file is a recording to split, not an utterance
 
 
@@ -134,13 +135,13 @@ def score_files(
         for rows in batches(speakers, len(files)):
             values, bad = extract([files[i] for i in rows], progress=None)
             good = [i for i in range(len(rows)) if i not in bad]
-            answer = pd.DataFrame(index=range(len(rows)), columns=ANSWER_COLUMNS[1:6], dtype=object)
+            answer = pd.DataFrame(index=range(len(rows)), columns=MODEL_COLUMNS, dtype=object)
             if good:
                 frame = pd.DataFrame(values[good].astype("float64"), columns=columns)
                 if speakers is not None:
                     frame[SPEAKER_COLUMN] = [speakers[rows[i]] for i in good]
                 scored = model.predict(frame)
-                answer.loc[good, ANSWER_COLUMNS[1:6]] = scored[ANSWER_COLUMNS[1:6]].to_numpy()
+                answer.loc[good, MODEL_COLUMNS] = scored[MODEL_COLUMNS].to_numpy()
             answer.insert(0, "file", [str(files[i]) for i in rows])
             if speakers is not None:
                 answer.insert(1, SPEAKER_COLUMN, [speakers[i] for i in rows])

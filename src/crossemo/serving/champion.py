@@ -8,19 +8,14 @@ would be answered. Where no such rows exist, a stated rule decides, and the reas
 
 from __future__ import annotations
 
-import json
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
-import mlflow
 import numpy as np
 from mlflow import MlflowClient
 
-from crossemo.experiments.metrics import valence_scores
+from crossemo.serving.fitting import served_uar
+from crossemo.serving.versions import is_synthetic, registered_pipeline, training_speakers
 
-SYNTHETIC = "synthetic-demo"  # the training_data tag of a model trained on `crossemo demo generate`'s corpora
-SPEAKERS_ARTIFACT = "training_speakers.json"  # {corpus/speaker: utterances} a registered model trained on
 MIN_COMPARED_ROWS = 20  # fewer unseen rows, or one class only, is no comparison
 
 
@@ -46,22 +41,6 @@ class Comparison:
         return tags
 
 
-def training_speakers(client: MlflowClient, run_id: str) -> dict[str, int] | None:
-    """The {corpus/speaker: utterances} a registered version trained on, None if it recorded none."""
-    try:
-        path = client.download_artifacts(run_id, SPEAKERS_ARTIFACT, tempfile.mkdtemp())
-    except (mlflow.exceptions.MlflowException, OSError):
-        return None
-    return json.loads(Path(path).read_text())
-
-
-def _current(client: MlflowClient, name: str, alias: str):
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException:
-        return None
-
-
 def unseen_rows(client: MlflowClient, champion, trained, synthetic: bool) -> tuple[np.ndarray | None, str]:
     """(positions of the new version's held-out rows the champion never trained on, ''), or
     (None, why there is no fair comparison)."""
@@ -69,7 +48,7 @@ def unseen_rows(client: MlflowClient, champion, trained, synthetic: bool) -> tup
     theirs, ours = champion.tags.get("feature_set"), str(trained.pipeline.features.feature_set)
     if theirs != ours:
         return None, f"{who} reads {theirs or 'unrecorded'} features, this version {ours}"
-    theirs_synthetic = champion.tags.get("training_data") == SYNTHETIC
+    theirs_synthetic = is_synthetic(champion)
     if theirs_synthetic != synthetic:
         kind = {True: "the synthetic demo corpora", False: "real corpora"}
         return None, f"{who} trained on {kind[theirs_synthetic]}, this version on {kind[synthetic]}"
@@ -89,21 +68,21 @@ def unseen_rows(client: MlflowClient, champion, trained, synthetic: bool) -> tup
 
 
 def compare_with_champion(
-    client: MlflowClient, name: str, alias: str, trained, synthetic: bool, crown: bool | None = None
+    client: MlflowClient, champion, trained, synthetic: bool, crown: bool | None = None
 ) -> Comparison:
-    """Score the champion and the new version (its fit before the refit) on the held-out rows neither
-    trained on, with their speaker column, and crown the better; `crown` True / False decides by hand."""
-    champion = _current(client, name, alias)
+    """Score the `champion` (a registered ModelVersion, None if there is none) and the new version
+    (its fit before the refit) on the held-out rows neither trained on, with their speaker column,
+    and crown the better; `crown` True / False decides by hand."""
     if champion is None:
         return Comparison(crown is not False, "no champion yet" + (": not crowned by hand" if crown is False else ""))
     rows, why = unseen_rows(client, champion, trained, synthetic)
     figures = {}
     if rows is not None:
-        served = mlflow.pyfunc.load_model(f"models:/{name}/{champion.version}").unwrap_python_model().pipeline
+        served = registered_pipeline(f"models:/{champion.name}/{champion.version}")
         x, y, keys = trained.x[rows], trained.table["valence"].to_numpy()[rows], trained.keys[rows]
         figures = {
-            "champion_uar": valence_scores(y, served.score(x, keys)["valence"].to_numpy())["uar"],
-            "challenger_uar": valence_scores(y, trained.validation.score(x, keys)["valence"].to_numpy())["uar"],
+            "champion_uar": served_uar(served, x, y, keys),
+            "challenger_uar": served_uar(trained.validation, x, y, keys),
             "rows": len(rows),
         }
         why = (
@@ -115,7 +94,7 @@ def compare_with_champion(
         return Comparison(crown, f"{'crowned' if crown else 'not crowned'} by hand; {why}", version, **figures)
     if figures:
         return Comparison(figures["challenger_uar"] > figures["champion_uar"], why, version, **figures)
-    if champion.tags.get("training_data") == SYNTHETIC and not synthetic:
+    if is_synthetic(champion) and not synthetic:
         rule = "a model trained on real corpora replaces one trained on the synthetic demo corpora"
         return Comparison(True, f"no fair comparison ({why}); {rule}", version)
     return Comparison(False, f"no fair comparison ({why}); the crown stays (--crown overrides)", version)

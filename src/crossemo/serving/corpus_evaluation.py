@@ -15,7 +15,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from crossemo.data.corpora import load_corpus
 from crossemo.data.features import FeatureSettings, extract_table, labelled_rows
 from crossemo.errors import ConfigError, UserError
 from crossemo.experiments.fit_reuse import stored_model
@@ -23,7 +22,8 @@ from crossemo.experiments.metrics import valence_scores
 from crossemo.experiments.normalization import Normalization, normalization_groups, standardise_groups
 from crossemo.serving.batch_prediction import output_format
 from crossemo.serving.pipeline import ValencePipeline
-from crossemo.serving.registry import CHAMPION, MODEL_NAME, registered_pipeline
+from crossemo.serving.registry import CHAMPION, MODEL_NAME
+from crossemo.serving.versions import registered_pipeline
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def _experiment_run(run_id: str, normalization: Normalization | None) -> Evaluat
 
 def corpus_features(config, settings: FeatureSettings, progress: bool = True) -> pd.DataFrame:
     """One corpus' labelled feature table, as the table and features stages make it."""
-    table = load_corpus(config.loader, config.root, valence=config.valence, corpus=config.name, **config.options)
+    table = config.load()
     features, _ = extract_table(table, config.audio_root, settings, progress=config.name if progress else None)
     return features
 

@@ -129,15 +129,14 @@ async def _send(send, status: int, payload: bytes, content_type: str, headers=()
 
 def model_card(model_uri: str) -> dict:
     """What the page shows of the model: the card's first lines and whether it is the synthetic demo's."""
-    from crossemo.serving.champion import SYNTHETIC
-    from crossemo.serving.registry import model_summary, resolve_version
+    from crossemo.serving.versions import is_synthetic, model_summary, resolve_version
 
     version = resolve_version(model_uri)
     return {
         "model_uri": model_uri,
         "version": str(version.version) if version is not None else None,
         "lines": model_summary(model_uri).splitlines(),
-        "synthetic": version is not None and version.tags.get("training_data") == SYNTHETIC,
+        "synthetic": version is not None and is_synthetic(version),
     }
 
 

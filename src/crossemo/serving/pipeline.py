@@ -42,8 +42,6 @@ class ValencePipeline:
         return {k: v for k, v in self.__dict__.items() if k != "_smile"}
 
     def __setstate__(self, state):
-        state.setdefault("normalization", Normalization.TRAIN)  # pipelines registered before it existed
-        state.setdefault("lone_model", None)
         self.__dict__.update(state)
         self._smile = None
 
@@ -58,11 +56,10 @@ class ValencePipeline:
             return self.pooled.transform(x)
         return standardise_groups(x, groups)
 
-    def speaker_groups(self, speakers) -> np.ndarray:
-        """Per row, the speaker whose own statistics standardise it, or None for a lone row: no
+    def speaker_groups(self, speakers, n: int) -> np.ndarray:
+        """Per row of `n`, the speaker whose own statistics standardise it, or None for a lone row: no
         speaker given, or fewer than MIN_SPEAKER_ROWS of theirs (training's rule), or a pipeline
         trained on pooled statistics. Depends only on the rows of each speaker, not on their order."""
-        n = len(speakers) if speakers is not None else 0
         if speakers is None or self.normalization is Normalization.TRAIN:
             return np.full(n, None, dtype=object)
         keys = pd.Series([s if isinstance(s, str) and s else None for s in speakers], dtype=object)
@@ -71,7 +68,7 @@ class ValencePipeline:
 
     def score(self, x: np.ndarray, speakers=None) -> pd.DataFrame:
         """valence, p_negative, p_positive and how each row was standardised ('speaker' or 'lone')."""
-        groups = self.speaker_groups(speakers) if speakers is not None else np.full(len(x), None, dtype=object)
+        groups = self.speaker_groups(speakers, len(x))
         own = np.array([g is not None for g in groups], dtype=bool)
         labels = np.empty(len(x), dtype=object)
         proba = np.empty((len(x), 2))

@@ -18,17 +18,14 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from crossemo.errors import UserError
 from crossemo.experiments import tracking
-from crossemo.serving.champion import SPEAKERS_ARTIFACT, SYNTHETIC, Comparison, compare_with_champion
+from crossemo.serving.champion import Comparison, compare_with_champion
 from crossemo.serving.fitting import TrainedPipeline
 from crossemo.serving.model_card import model_card
-from crossemo.serving.pipeline import ValencePipeline
 from crossemo.serving.pyfunc import signature
+from crossemo.serving.versions import SPEAKERS_ARTIFACT, SYNTHETIC, resolve_version
 
 MODEL_NAME = "crossemo-valence"
-
-
 CHAMPION = "champion"
 
 
@@ -63,7 +60,8 @@ def register(
     training data and the model card are recorded on the version."""
     tracking.configure(tracking_uri)
     client = MlflowClient()
-    comparison = compare_with_champion(client, name, CHAMPION, trained, synthetic, crown)
+    champion = resolve_version(f"models:/{name}@{CHAMPION}", client)
+    comparison = compare_with_champion(client, champion, trained, synthetic, crown)
     origin = {
         "corpora": ",".join(corpora),
         "training_data": SYNTHETIC if synthetic else "corpora",
@@ -115,54 +113,3 @@ def register(
     if comparison.crown:
         client.set_registered_model_alias(name, CHAMPION, str(version))
     return Registration(version, comparison.crown, comparison)
-
-
-def resolve_version(reference: str, client: MlflowClient | None = None):
-    """The registry's ModelVersion for `models:/name@alias` or `models:/name/version`, else None."""
-    client = client or MlflowClient()
-    reference = reference.removeprefix("models:/")
-    try:
-        if "@" in reference:
-            name, alias = reference.split("@", 1)
-            return client.get_model_version_by_alias(name, alias)
-        name, number = reference.rsplit("/", 1)
-        return client.get_model_version(name, number)
-    except (ValueError, mlflow.exceptions.MlflowException):
-        return None
-
-
-def load_registered(model_uri: str):
-    """The pyfunc model at `model_uri`, told its registry version (its answers report it)."""
-    found = resolve_version(model_uri)
-    config = {"model_version": str(found.version)} if found is not None else None
-    try:
-        return mlflow.pyfunc.load_model(model_uri, model_config=config)
-    except mlflow.exceptions.MlflowException as error:
-        raise UserError(
-            f"{model_uri}: {error.message.splitlines()[0]} (register one with `crossemo register`)"
-        ) from None
-
-
-def registered_pipeline(model_uri: str) -> ValencePipeline:
-    return load_registered(model_uri).unwrap_python_model().pipeline
-
-
-def model_summary(model_uri: str, lines: int = 4) -> str:
-    """The first lines of the version's model card, for whoever serves or uses it; a plain warning
-    when it was trained on the synthetic demo corpora (also for versions registered without a card)."""
-    version = resolve_version(model_uri)
-    if version is None:
-        return f"{model_uri}: no registry record of its training data"
-    head = [line for line in (version.description or "").splitlines() if line.strip()][:lines]
-    if not head:
-        corpora = version.tags.get("corpora") or "unrecorded corpora"
-        head = [f"{version.name} v{version.version}, trained on {corpora}"]
-    if version.tags.get("training_data") == SYNTHETIC and not any("SYNTHETIC" in line for line in head):
-        head.append(SYNTHETIC_WARNING)
-    return "\n".join(head)
-
-
-SYNTHETIC_WARNING = (
-    "WARNING: trained on the SYNTHETIC demo corpora, not speech; its answers on real recordings mean "
-    "nothing. Register a model trained on real corpora (README: Real corpora)."
-)

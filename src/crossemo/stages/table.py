@@ -17,10 +17,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> None:
     from crossemo.config import corpus_config, load_params
-    from crossemo.data.corpora import load_corpus
 
     cfg = corpus_config(load_params(args.params), args.corpus)
-    table = load_corpus(cfg.loader, cfg.root, valence=cfg.valence, corpus=cfg.name, **cfg.options)
+    table = cfg.load()
     out = Path(args.out or f"tables/{cfg.name}.parquet")
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_parquet(out, index=False)
