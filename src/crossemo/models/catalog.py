@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from crossemo.errors import ConfigError
-from crossemo.models.adaptation import Adaptation, adapted
+from crossemo.models.adaptation import OPTIONS, Adaptation, adapted
 from crossemo.models.baselines import (
     GroupTunedSVMValence,
     SparseAutoencoderSVM,
@@ -40,11 +40,13 @@ def model_from_config(configs: dict, name: str, seed: int = 0, **runtime) -> Val
     spec = dict(configs[name])
     kind = spec.pop("model", name)
     adaptation = spec.pop("adaptation", Adaptation.NONE)
+    options = {str(method): spec.pop(str(method)) for method in OPTIONS if str(method) in spec}
     if kind not in MODELS:
         raise ConfigError(f"models.{name}.model is {kind!r}; use one of {', '.join(MODELS)}")
     offered = {key: value for key, value in runtime.items() if key in MODELS[kind].RUNTIME}
     try:
-        return adapted(make_model(kind, seed=seed, **spec, **offered), adaptation, f"models.{name}.adaptation")
+        model = make_model(kind, seed=seed, **spec, **offered)
+        return adapted(model, adaptation, options, f"models.{name}.adaptation")
     except ConfigError as error:  # a model's own check names its key; say which configuration holds it
         raise ConfigError(f"models.{name}: {error}") from None
 

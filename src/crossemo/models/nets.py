@@ -137,10 +137,14 @@ class FeedForward(nn.Module):
                 linear.bias.copy_(rbm.hidden_bias)
         return net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The top hidden layer's activations (what the head decides on; DANN's domain classifier reads them)."""
         for linear in self.hidden:
             x = self.dropout(torch.sigmoid(linear(x)))
-        return self.head(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from crossemo.errors import ConfigError, choice, settings_from
+from crossemo.models.adaptation import Adaptation, DannSettings, domain_labels, require_target_rows
 from crossemo.models.baselines import (
     balanced_decisions,
     calibrated_svm,
@@ -52,6 +53,7 @@ class FineTunedNet(ValenceModel):
     Subclasses say how the net starts (`_initial_net`): from a pretrained RBM stack, or at random."""
 
     RUNTIME = frozenset({"logger", "progress", "callbacks"})
+    dann: DannSettings | None = None  # what models saved before DANN existed load with
 
     def __init__(
         self,
@@ -63,14 +65,21 @@ class FineTunedNet(ValenceModel):
         logger=None,
         callbacks: list | None = None,
         validate_on: str = "speakers",
+        dann: DannSettings | dict | None = None,
     ):
         self.hidden, self.finetune, self.ensemble = tuple(hidden), finetune, ensemble
         self.seed, self.progress, self.logger = seed, progress, logger
         self.callbacks = callbacks  # extra Lightning callbacks for fine-tuning (e.g. Optuna pruning)
         self.validate_on = choice(ValidateOn, validate_on, "validate_on")
+        # adaptation: dann (None: none); models.<name>.dann's settings, refused here if bad
+        self.dann = settings_from(DannSettings, "dann", dann) if isinstance(dann, dict) else dann
         if ensemble < 1:
             raise ConfigError(f"ensemble must be at least 1 member, not {ensemble}")
-        self._finetune_settings()  # a bad key or value is refused here, not after an hour of pretraining
+        fine = self._finetune_settings()  # a bad key or value is refused here, not after an hour of pretraining
+        if self.dann is not None and fine.mixup_alpha > 0:  # DANN's loss has no mixed rows' domains
+            raise ConfigError(
+                "adaptation: dann does not combine with finetune.mixup_alpha: set one of them to none / 0"
+            )
 
     def _finetune_settings(self) -> FinetuneSettings:
         if isinstance(self.finetune, FinetuneSettings):
@@ -82,6 +91,10 @@ class FineTunedNet(ValenceModel):
     ) -> FeedForward:
         raise NotImplementedError
 
+    @property
+    def learns_from_unlabeled(self) -> bool:
+        return self.dann is not None
+
     def _fit(self, x, y, groups, unlabeled):
         """Each member: its own speaker-disjoint validation split, head and batch order (seeds seed,
         seed + 1000, ...; one member is the single net of `seed`), from the same start (for a DBN,
@@ -92,12 +105,18 @@ class FineTunedNet(ValenceModel):
 
         fine = self._finetune_settings()
         t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
+        domains = self._domains(groups, len(y), unlabeled)
         self.nets_ = []
         for member in range(self.ensemble):
             seed = self.seed + 1000 * member
             train, val = self._member_split(y, groups, fine, member, seed)
             net = self._initial_net(x[train], x[val], unlabeled, seed)
             curves = self.logger if member == 0 else None  # one member's curves: the others' look alike
+            adversary = (
+                None
+                if domains is None
+                else training.DomainData(t(domains[0][train]), t(unlabeled), domains[1], self.dann)
+            )
             self.nets_.append(
                 training.finetune(
                     net,
@@ -110,8 +129,16 @@ class FineTunedNet(ValenceModel):
                     self.progress,
                     seed,
                     self.callbacks,
+                    adversary,
                 )
             )
+
+    def _domains(self, groups, n_rows: int, unlabeled) -> tuple[np.ndarray, int] | None:
+        """With DANN: each training row's domain (its corpus) and the target's domain number."""
+        if self.dann is None:
+            return None
+        require_target_rows(unlabeled, Adaptation.DANN)
+        return domain_labels(groups, n_rows)
 
     def _member_split(self, y, groups, fine: FinetuneSettings, member: int, seed: int):
         """The member's (training, validation) rows."""
@@ -148,8 +175,9 @@ class DBNValence(FineTunedNet):
         callbacks: list | None = None,
         member_stacks: str = "shared",
         validate_on: str = "speakers",
+        dann: DannSettings | dict | None = None,
     ):
-        super().__init__(hidden, finetune, ensemble, seed, progress, logger, callbacks, validate_on)
+        super().__init__(hidden, finetune, ensemble, seed, progress, logger, callbacks, validate_on, dann)
         self.pretrain, self.stack_store = pretrain, stack_store
         self.pretrain_data = choice(PretrainData, pretrain_data, "pretrain_data")
         self.member_stacks = choice(MemberStacks, member_stacks, "member_stacks")
@@ -166,7 +194,7 @@ class DBNValence(FineTunedNet):
 
     @property
     def learns_from_unlabeled(self) -> bool:
-        return self.pretrain_data is not PretrainData.TRAIN
+        return self.pretrain_data is not PretrainData.TRAIN or self.dann is not None
 
     def _pretraining_rows(self, x_train: np.ndarray, unlabeled: np.ndarray | None) -> np.ndarray:
         if self.pretrain_data is PretrainData.TRAIN or unlabeled is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
@@ -18,6 +19,7 @@ from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
+from crossemo.models.adaptation import DannSettings, reverse_gradient
 from crossemo.models.nets import FeedForward, FinetuneSettings, PretrainSettings, RBMStack
 from crossemo.models.rbm import RBM
 
@@ -284,6 +286,70 @@ class ValenceClassifier(L.LightningModule):
         )
 
 
+@dataclass(frozen=True)
+class DomainData:
+    """What DANN's domain classifier learns from: the training rows' domains (their corpora), the
+    target's unlabeled rows (domain `target_domain`, the last) and the settings."""
+
+    domains: torch.Tensor  # one per training row, 0..target_domain-1
+    target_rows: torch.Tensor
+    target_domain: int
+    settings: DannSettings
+
+
+class DomainAdversarialClassifier(ValenceClassifier):
+    """Fine-tuning with DANN (Ganin et al. 2016): each mini-batch of labelled rows comes with as many
+    target rows drawn at random; a domain classifier on the top hidden layer learns every row's
+    domain through a gradient-reversal layer, its loss weighted by the schedule at this epoch's
+    progress. The valence loss, validation and early stopping are the parent's."""
+
+    def __init__(
+        self,
+        net: FeedForward,
+        settings: FinetuneSettings,
+        class_weights: torch.Tensor,
+        data: DataLoader,
+        validation: tuple[torch.Tensor, torch.Tensor] | None,
+        adversary: DomainData,
+        seed: int,
+    ):
+        super().__init__(net, settings, class_weights, data, validation)
+        self.adversary = adversary
+        width = adversary.settings.hidden
+        self.domain_head = nn.Sequential(
+            nn.Linear(net.head.in_features, width), nn.ReLU(), nn.Linear(width, adversary.target_domain + 1)
+        )
+        self.target_draws = torch.Generator().manual_seed(
+            seed + 1
+        )  # its own stream: the valence batches stay as without DANN
+
+    def training_step(self, batch, epoch_step):
+        self.domain_weight = self.adversary.settings.weight_at(self.current_epoch / max(1, self.settings.max_epochs))
+        super().training_step(batch, epoch_step)
+        self.log("finetune/domain_weight", self.domain_weight)
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        target = self.adversary.target_rows
+        drawn = target[torch.randint(len(target), (len(x),), generator=self.target_draws)]
+        rows = torch.cat([x, drawn])
+        domain = torch.cat([domains, torch.full((len(drawn),), self.adversary.target_domain)])
+        if self.settings.input_noise > 0:
+            rows = rows + self.settings.input_noise * torch.randn_like(rows)
+        hidden = self.net.features(rows)
+        valence = F.cross_entropy(self.net.head(hidden[: len(x)]), y, weight=self.class_weights)
+        guessed = self.domain_head(reverse_gradient(hidden, self.domain_weight))
+        return valence + F.cross_entropy(guessed, domain)
+
+    def configure_optimizers(self):
+        # one Adam over both: the reversal, not a second optimiser, sets the hidden layers against the domain head
+        return torch.optim.Adam(
+            [*self.net.parameters(), *self.domain_head.parameters()],
+            lr=self.settings.learning_rate,
+            weight_decay=self.settings.weight_decay,
+            fused=True,
+        )
+
+
 def unweighted_average_recall(true: torch.Tensor, pred: torch.Tensor, n_classes: int) -> float:
     """Mean of the per-class recalls over the classes present in `true`."""
     recalls = [float((pred[true == c] == c).float().mean()) for c in range(n_classes) if (true == c).any()]
@@ -301,15 +367,22 @@ def finetune(
     progress: bool = True,
     seed: int = 0,
     callbacks: list | None = None,
+    adversary: DomainData | None = None,
 ) -> FeedForward:
     """Supervised training that stops on the validation loss and returns the net at its best
     validation-UAR epoch; without validation rows, the net after exactly max_epochs; with
-    `settings.swa_start`, the mean of its weights over the epochs from then on."""
+    `settings.swa_start`, the mean of its weights over the epochs from then on. With `adversary`,
+    domain-adversarial (DANN): the domain head is dropped afterwards, the net is served alone."""
     seed_everything(seed)
     counts = torch.bincount(y, minlength=net.head.out_features).clamp(min=1).float()
-    train = batches(x, y, batch_size=settings.batch_size, shuffle=True, seed=seed)
+    weights = counts.sum() / (len(counts) * counts)
     validation = (x_val, y_val) if len(x_val) else None
-    module = ValenceClassifier(net, settings, counts.sum() / (len(counts) * counts), train, validation)
+    if adversary is None:
+        train = batches(x, y, batch_size=settings.batch_size, shuffle=True, seed=seed)
+        module = ValenceClassifier(net, settings, weights, train, validation)
+    else:
+        train = batches(x, y, adversary.domains, batch_size=settings.batch_size, shuffle=True, seed=seed)
+        module = DomainAdversarialClassifier(net, settings, weights, train, validation, adversary, seed)
     if validation:
         # Stop on the validation loss, which keeps falling while UAR still sits at 0.5 on the plateau
         # where every sigmoid net starts; keep the weights of the best validation UAR.
