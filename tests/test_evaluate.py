@@ -124,3 +124,62 @@ def test_a_manifest_given_as_the_csv_file_itself_makes_its_table_and_features(pr
     made = pd.read_parquet(tmp_path / "features" / "mine.parquet")
     by_folder = corpus_features(corpus_config(params, "mine"), feature_settings(params), progress=False)
     assert len(made) == 16 and np.allclose(made[feature_names()], by_folder[feature_names()])
+
+
+def test_a_model_adapted_to_a_corpus_at_registration_and_at_evaluation_is_the_coral_fit_by_hand(
+    project, tmp_path, monkeypatch, capsys
+):
+    """register --adapt and evaluate --adapt: the training corpus' SVM aligned to the evaluated
+    corpus' covariance (its labels never read), exactly as a fit by hand; the card says so."""
+    from crossemo.experiments.normalization import LoneRows
+    from crossemo.models.adaptation import CoralAdapted
+    from crossemo.serving.adapting import TargetRows
+    from crossemo.serving.fitting import fit_pipeline
+    from crossemo.serving.versions import model_summary
+
+    root, uri, _, params = project
+    settings = feature_settings(params)
+    mine, theirs = (corpus_features(corpus_config(params, c), settings, False) for c in ("mine", "theirs"))
+    (tmp_path / "features").mkdir()
+    mine.to_parquet(tmp_path / "features" / "mine.parquet")
+    own = {
+        **params,
+        "models": {"svm": {"model": "svm"}},
+        "registry": {"model": "svm", "corpora": ["mine"], "normalization": "corpus"},
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(own))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    assert cli_status(["register", "--adapt", "theirs", "--no-crown"]) != 0  # svm's adaptation is none
+    assert "give --adapt-method (coral, dann, self_training)" in capsys.readouterr().err
+    assert cli_status(["register", "--adapt", "theirs", "--adapt-method", "coral", "--no-crown"]) == 0
+    assert "adapted: coral to theirs (16 utterances, label-free)" in capsys.readouterr().out
+    version = max(mlflow_versions(uri), key=lambda v: int(v.version))
+    assert version.tags["adapted_to"] == "theirs" and version.tags["adaptation"] == "coral"
+    summary = model_summary(f"models:/crossemo-valence/{version.version}")  # what serve, predict, evaluate print
+    assert "Adapted (coral to theirs (16 utterances, label-free)) at registration" in summary
+
+    table, x = labelled_rows(mine)
+    target = TargetRows.from_tables({"theirs": theirs})
+    assert "valence" not in target.table.columns
+    by_hand = fit_pipeline(
+        CoralAdapted(SVMValence()), table, x, settings, Normalization.CORPUS, LoneRows.POOLED, target
+    )
+    theirs_table, theirs_x = labelled_rows(theirs)
+    expected = by_hand.model.predict(standardise_groups(theirs_x, theirs_table["corpus"].to_numpy()))
+    uar = valence_scores(theirs_table["valence"], expected)["uar"]
+
+    reference = f"models:/crossemo-valence/{version.version}"
+    assert cli_status(["evaluate", reference, "theirs", "-o", "registered.csv"]) == 0
+    assert cli_status(["evaluate", reference, "theirs", "--adapt", "-o", "evaluated.csv"]) == 0
+    assert "adapted to each corpus in turn" in capsys.readouterr().err
+    assert cli_status(["evaluate", "champion", "theirs", "--adapt", "--adapt-method", "coral"]) == 1
+    assert "records no configuration (registered before crossemo 0.3" in capsys.readouterr().err
+    for scored in ("registered.csv", "evaluated.csv"):
+        assert pd.read_csv(scored)["uar"].iloc[0] == pytest.approx(uar)
+
+
+def mlflow_versions(uri: str):
+    import mlflow
+
+    return mlflow.MlflowClient(uri).search_model_versions("name = 'crossemo-valence'")

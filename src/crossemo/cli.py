@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from crossemo import __version__
+from crossemo.errors import ConfigError
 from crossemo.stages import experiment, features, report, run_guarded, table
 
 
@@ -130,7 +131,7 @@ def _cmd_register(args) -> None:
     from crossemo.config import corpus_config, feature_settings, load_params, trainable_corpora
     from crossemo.data.demo import is_synthetic
     from crossemo.experiments.runner import load_features
-    from crossemo.models.catalog import model_from_params
+    from crossemo.models.catalog import model_from_config
     from crossemo.serving.fitting import train_pipeline
     from crossemo.serving.registry import MODEL_NAME, register
     from crossemo.serving.settings import registry_settings
@@ -138,8 +139,15 @@ def _cmd_register(args) -> None:
     params = load_params(args.params)
     settings = registry_settings(params, model=args.model, corpora=args.corpora)
     corpora = list(trainable_corpora(params, settings.corpora, "registry.corpora"))
+    configs = dict(params.get("models") or {})
+    target = None
+    if args.adapt:
+        configs[settings.model] = _adapted_configuration(configs, settings.model, args.adapt_method)
+        target = _target_rows(params, args.adapt, feature_settings(params))
+    elif args.adapt_method:
+        raise ConfigError("--adapt-method names how to adapt; give the corpora to adapt to with --adapt CORPUS")
     table = load_features(corpora, args.features)
-    model = model_from_params(params, settings.model, seed=settings.seed)
+    model = model_from_config(configs, settings.model, seed=settings.seed)
     trained = train_pipeline(
         table,
         model,
@@ -149,6 +157,7 @@ def _cmd_register(args) -> None:
         settings.normalization,
         settings.lone_rows,
         settings.refit,
+        target,
     )
     synthetic = any(is_synthetic(corpus_config(params, c).root) for c in corpora)
     run_params = {
@@ -158,7 +167,8 @@ def _cmd_register(args) -> None:
         "normalization": str(settings.normalization),
         "lone_rows": str(settings.lone_rows),
         "refit": settings.refit,
-        "config": (params.get("models") or {}).get(settings.model, {}),
+        "config": configs.get(settings.model, {}),
+        "validation_fraction": settings.validation_fraction,
     }
     done = register(trained, run_params, corpora=corpora, synthetic=synthetic, crown=args.crown)
     print(
@@ -167,8 +177,27 @@ def _cmd_register(args) -> None:
         f"trained on {trained.rows} utterances"
     )
     print(("crowned champion: " if done.crowned else "the champion stays: ") + done.comparison.reason)
+    if target is not None:
+        print(f"adapted: {target.describe(configs[settings.model]['adaptation'])}")
     if synthetic:
         print("note: trained on the SYNTHETIC demo corpora; `crossemo serve`, `predict` and `evaluate` will say so")
+
+
+def _adapted_configuration(configs: dict, name: str, method: str | None) -> dict:
+    from crossemo.serving.adapting import adapted_configuration
+
+    if name not in configs:
+        raise ConfigError(f"model configuration {name!r} is not in params.yaml's models: {', '.join(configs)}")
+    return adapted_configuration(configs[name], name, method)
+
+
+def _target_rows(params: dict, names: list[str], features):
+    """The corpora to adapt to, extracted as evaluate extracts a corpus, label-free."""
+    from crossemo.config import corpus_config
+    from crossemo.serving.adapting import TargetRows
+    from crossemo.serving.corpus_evaluation import corpus_features
+
+    return TargetRows.from_tables({name: corpus_features(corpus_config(params, name), features) for name in names})
 
 
 def _cmd_serve(args) -> None:
@@ -275,7 +304,15 @@ def _cmd_evaluate(args) -> None:
         local if model.features is None else replace(model.features, workers=local.workers, cache_dir=local.cache_dir)
     )
     tables = {c.name: corpus_features(c, settings) for c in configs}
-    scores = evaluate_corpora(model, tables)
+    if args.adapt_method and not args.adapt:
+        raise ConfigError("--adapt-method names how to adapt; add --adapt")
+    if args.adapt:
+        from crossemo.serving.corpus_evaluation import evaluate_adapted
+
+        scores = evaluate_adapted(args.model, tables, args.features, args.adapt_method)
+        model = replace(model, name=f"{model.name}, refitted on its training corpora adapted to each corpus in turn")
+    else:
+        scores = evaluate_corpora(model, tables)
     print(f"model: {model.name}", file=sys.stderr)
     print(as_markdown(scores))
     if args.output:
@@ -355,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--crown", dest="crown", action="store_true", default=None, help="make it the champion whatever the comparison"
     )
     decide.add_argument("--no-crown", dest="crown", action="store_false", help="leave the champion as it is")
+    _adapt_arguments(reg, "CORPUS", "adapt the model to these corpora (params.yaml names; their labels are not read)")
     reg.set_defaults(func=_cmd_register)
 
     serve = sub.add_parser(
@@ -415,11 +453,34 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="score one utterance at a time, as the server answers a client that sends no speaker column",
     )
+    _adapt_arguments(
+        ev,
+        None,
+        "refit the version's configuration on its training corpora (--features) with each evaluated corpus "
+        "in turn as the target it adapts to, label-free, then score that corpus",
+    )
+    ev.add_argument("--features", default="features", help="with --adapt: the training corpora's feature tables")
     ev.add_argument("--output", "-o", help="also write the rows to a .csv or .json file")
     ev.add_argument("--params", default="params.yaml")
     ev.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db")
     ev.set_defaults(func=_cmd_evaluate)
     return parser
+
+
+def _adapt_arguments(command, metavar: str | None, help: str) -> None:
+    from crossemo.models.adaptation import Adaptation
+
+    if metavar:
+        command.add_argument("--adapt", nargs="+", metavar=metavar, help=help)
+    else:
+        command.add_argument("--adapt", action="store_true", help=help)
+    methods = [str(m) for m in Adaptation if m is not Adaptation.NONE]
+    command.add_argument(
+        "--adapt-method",
+        dest="adapt_method",
+        choices=methods,
+        help="with --adapt: the method (default: the configuration's own adaptation)",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,10 +20,11 @@ from crossemo.errors import ConfigError, UserError
 from crossemo.experiments.fit_reuse import stored_model
 from crossemo.experiments.metrics import valence_scores
 from crossemo.experiments.normalization import Normalization, normalization_groups, standardise_groups
+from crossemo.serving.adapting import TargetRows, adapted_configuration, registration
 from crossemo.serving.batch_prediction import output_format
 from crossemo.serving.pipeline import ValencePipeline
 from crossemo.serving.registry import CHAMPION, MODEL_NAME
-from crossemo.serving.versions import registered_pipeline
+from crossemo.serving.versions import registered_pipeline, resolve_version
 
 
 @dataclass(frozen=True)
@@ -100,25 +101,57 @@ def corpus_features(config, settings: FeatureSettings, progress: bool = True) ->
 
 def evaluate_corpora(model: EvaluatedModel, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per corpus: size, accuracy, UAR, macro F1, majority rate and the confusion counts."""
-    rows = []
-    for name, table in tables.items():
-        table, x = labelled_rows(table)
-        if table.empty:
-            raise UserError(f"{name}: no utterance with a valence label (check its valence mapping in params.yaml)")
-        scores = valence_scores(table["valence"], model.predict(x, table))
-        (nn, np_), (pn, pp) = scores.pop("confusion")
-        rows.append(
-            {
-                "corpus": name,
-                "n": scores.pop("n_test"),
-                **scores,
-                "neg->neg": nn,
-                "neg->pos": np_,
-                "pos->neg": pn,
-                "pos->pos": pp,
-            }
+    return pd.DataFrame([_corpus_scores(name, table, model.predict) for name, table in tables.items()])
+
+
+def evaluate_adapted(
+    reference: str, tables: dict[str, pd.DataFrame], features_dir: str, method: str | None = None
+) -> pd.DataFrame:
+    """`evaluate_corpora` for a registered version adapted to each corpus in turn (--adapt): its
+    configuration refitted on every labelled row of its training corpora, with the corpus' rows,
+    label-free, as the target; standardised and scored as the version is."""
+    from crossemo.experiments.runner import load_features
+    from crossemo.models.catalog import model_from_config
+    from crossemo.serving.fitting import fit_pipeline
+
+    uri = f"models:/{MODEL_NAME}@{CHAMPION}" if reference == CHAMPION else reference
+    version = resolve_version(uri) if uri.startswith("models:/") else None
+    if version is None:
+        raise UserError(
+            f"--adapt refits a registered version; {reference} is not one (give champion or a models:/ URI)"
         )
+    recorded, pipeline = registration(version), registered_pipeline(uri)
+    name = recorded["model"]
+    config = adapted_configuration(recorded["config"], name, method)
+    training, x = labelled_rows(load_features(recorded["corpora"].split(","), features_dir))
+    rows = []
+    for corpus, table in tables.items():
+        model = model_from_config({name: config}, name, seed=int(recorded["seed"]))
+        target = TargetRows.from_tables({corpus: table})
+        fitted = fit_pipeline(model, training, x, pipeline.features, pipeline.normalization, pipeline.lone_rows, target)
+
+        def predict(x: np.ndarray, table: pd.DataFrame, fitted=fitted) -> np.ndarray:
+            return fitted.model.predict(fitted.standardise(x, normalization_groups(table, fitted.normalization)))
+
+        rows.append(_corpus_scores(corpus, table, predict))
     return pd.DataFrame(rows)
+
+
+def _corpus_scores(name: str, table: pd.DataFrame, predict) -> dict:
+    table, x = labelled_rows(table)
+    if table.empty:
+        raise UserError(f"{name}: no utterance with a valence label (check its valence mapping in params.yaml)")
+    scores = valence_scores(table["valence"], predict(x, table))
+    (nn, np_), (pn, pp) = scores.pop("confusion")
+    return {
+        "corpus": name,
+        "n": scores.pop("n_test"),
+        **scores,
+        "neg->neg": nn,
+        "neg->pos": np_,
+        "pos->neg": pn,
+        "pos->pos": pp,
+    }
 
 
 def as_markdown(scores: pd.DataFrame) -> str:

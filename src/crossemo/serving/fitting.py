@@ -19,7 +19,9 @@ from crossemo.experiments.normalization import (
     normalization_groups,
     standardise_groups,
 )
+from crossemo.models.estimator import ValenceModel
 from crossemo.models.validation import validation_split
+from crossemo.serving.adapting import TargetRows
 from crossemo.serving.pipeline import ValencePipeline
 
 
@@ -36,6 +38,7 @@ class TrainedPipeline:
     heldout_uar_lone: float  # the same, one utterance at a time (no speaker column)
     fit_rows: int  # rows `validation` trained on
     rows: int  # rows `pipeline` trained on
+    target: TargetRows | None = None  # the corpora it was adapted to (--adapt), label-free
 
     @property
     def keys(self) -> np.ndarray:
@@ -57,8 +60,10 @@ def served_uar(pipeline: ValencePipeline, x: np.ndarray, y: np.ndarray, speakers
 
 
 def fresh(model):
-    """An unfitted copy with the same hyperparameters (and seed)."""
-    return type(model)(**model.get_params())
+    """An unfitted copy with the same hyperparameters (and seed); a wrapped model (an adaptation's)
+    is copied too, not shared."""
+    params = model.get_params()
+    return type(model)(**{k: fresh(v) if isinstance(v, ValenceModel) else v for k, v in params.items()})
 
 
 def fit_pipeline(
@@ -68,20 +73,26 @@ def fit_pipeline(
     features: FeatureSettings,
     normalization: Normalization,
     lone_rows: LoneRows,
+    target: TargetRows | None = None,
 ) -> ValencePipeline:
     """Fit `model` on these rows standardised as `normalization` says, and (LoneRows.OWN_MODEL) a
-    copy of it on the same rows standardised with their pooled statistics, for lone served rows."""
+    copy of it on the same rows standardised with their pooled statistics, for lone served rows.
+    `target`: the corpora it adapts to (--adapt), standardised alike, given as its unlabeled rows."""
     pipeline = ValencePipeline(features, Standardiser.fit(x), model, normalization)
     groups = normalization_groups(table, normalization)
-    _fit(model, pipeline.standardise(x) if groups is None else standardise_groups(x, groups), table)
+    pool = None if target is None else target.standardised(pipeline)
+    _fit(model, pipeline.standardise(x) if groups is None else standardise_groups(x, groups), table, pool)
     if lone_rows is LoneRows.OWN_MODEL and normalization is not Normalization.TRAIN:
-        pipeline.lone_model = _fit(fresh(model), pipeline.standardise(x), table)
+        pipeline.lone_model = _fit(fresh(model), pipeline.standardise(x), table, pool)
     return pipeline
 
 
-def _fit(model, x: np.ndarray, table: pd.DataFrame):
-    # A DBN pretrained on an unlabeled pool alone gets its training rows as that pool (label-free).
-    pool = x if model.needs_unlabeled_pool else None
+def _fit(model, x: np.ndarray, table: pd.DataFrame, target: np.ndarray | None):
+    # The target's rows when adapting; else a DBN pretrained on an unlabeled pool alone gets its
+    # training rows as that pool (label-free).
+    pool = target if target is not None else x if model.needs_unlabeled_pool else None
+    if pool is None and model.learns_from_unlabeled:
+        raise ConfigError("this configuration adapts to a target corpus: name one with --adapt CORPUS")
     return model.fit(x, table["valence"].to_numpy(), groups=speaker_keys(table).to_numpy(), unlabeled=pool)
 
 
@@ -94,6 +105,7 @@ def train_pipeline(
     normalization: Normalization = Normalization.TRAIN,
     lone_rows: LoneRows = LoneRows.POOLED,
     refit: bool = True,
+    target: TargetRows | None = None,
 ) -> TrainedPipeline:
     """Fit on most speakers and score the held-out ones as a client would be served; then, with
     `refit`, fit a fresh copy of `model` on every labelled row: the one that is registered."""
@@ -110,11 +122,11 @@ def train_pipeline(
     y, keys = table["valence"].to_numpy(), speaker_keys(table).to_numpy()
     train, held = validation_split(y, keys, validation_fraction, seed)
     validation = fit_pipeline(
-        fresh(model), table.iloc[train].reset_index(drop=True), x[train], features, normalization, lone_rows
+        fresh(model), table.iloc[train].reset_index(drop=True), x[train], features, normalization, lone_rows, target
     )
     uar = served_uar(validation, x[held], y[held], keys[held])
     uar_lone = served_uar(validation, x[held], y[held])
-    final = fit_pipeline(fresh(model), table, x, features, normalization, lone_rows) if refit else validation
+    final = fit_pipeline(fresh(model), table, x, features, normalization, lone_rows, target) if refit else validation
     return TrainedPipeline(
-        final, validation, table, x, np.sort(held), uar, uar_lone, len(train), len(x) if refit else len(train)
+        final, validation, table, x, np.sort(held), uar, uar_lone, len(train), len(x) if refit else len(train), target
     )

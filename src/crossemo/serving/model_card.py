@@ -17,7 +17,9 @@ _LONE = {
 }
 
 
-def model_card(name: str, version: int, trained, model: str, corpora, synthetic: bool, comparison) -> str:
+def model_card(
+    name: str, version: int, trained, model: str, corpora, synthetic: bool, comparison, adaptation: str = "none"
+) -> str:
     """Markdown: the headline lines first, then training data, estimate, normalisation, requests, limits."""
     pipeline = trained.pipeline
     heldout = len(trained.heldout)
@@ -33,7 +35,7 @@ def model_card(name: str, version: int, trained, model: str, corpora, synthetic:
         ),
         f"Held-out estimate: UAR {trained.heldout_uar:.3f} on {heldout} utterances of speakers it did not train on "
         f"(with their speaker column), {trained.heldout_uar_lone:.3f} one utterance at a time.",
-        "",
+        _adapted(trained.target, adaptation),
         "",
         f"Champion: {'crowned' if comparison.crown else 'not crowned'}: {comparison.reason}.",
         "",
@@ -62,6 +64,15 @@ def model_card(name: str, version: int, trained, model: str, corpora, synthetic:
         "- A research model: not for decisions about people.",
     ]
     return "\n".join(lines)
+
+
+def _adapted(target, adaptation: str) -> str:
+    if target is None:
+        return ""
+    return (
+        f"Adapted ({target.describe(adaptation)}) at registration: meant for those recordings; the held-out "
+        "estimate is on the training corpora's speakers, not on them."
+    )
 
 
 def _speakers(table: pd.DataFrame) -> int:

@@ -19,6 +19,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from crossemo.experiments import tracking
+from crossemo.serving.adapting import log_registration
 from crossemo.serving.champion import Comparison, compare_with_champion
 from crossemo.serving.fitting import TrainedPipeline
 from crossemo.serving.model_card import model_card
@@ -62,8 +63,11 @@ def register(
     client = MlflowClient()
     champion = resolve_version(f"models:/{name}@{CHAMPION}", client)
     comparison = compare_with_champion(client, champion, trained, synthetic, crown)
+    adaptation = str((run_params.get("config") or {}).get("adaptation", "none"))
     origin = {
         "corpora": ",".join(corpora),
+        "adaptation": adaptation,
+        **({"adapted_to": ",".join(trained.target.corpora)} if trained.target is not None else {}),
         "training_data": SYNTHETIC if synthetic else "corpora",
         "feature_set": str(trained.pipeline.features.feature_set),
         "normalization": str(trained.pipeline.normalization),
@@ -87,6 +91,7 @@ def register(
             }
         )
         mlflow.log_dict(trained.trained_speakers(), SPEAKERS_ARTIFACT)
+        log_registration(run_params)
         with tempfile.TemporaryDirectory() as tmp:
             joblib.dump(pipeline, Path(tmp) / "pipeline.joblib")
             example = pd.DataFrame(trained.x[:1].astype("float64"), columns=pipeline.feature_names)
@@ -108,7 +113,9 @@ def register(
     tags = {**origin, "heldout_uar": f"{trained.heldout_uar:.4f}", **comparison.tags()}
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, value)
-    card = model_card(name, version, trained, run_params.get("model", "model"), corpora, synthetic, comparison)
+    card = model_card(
+        name, version, trained, run_params.get("model", "model"), corpora, synthetic, comparison, adaptation
+    )
     client.update_model_version(name, str(version), description=card)
     if comparison.crown:
         client.set_registered_model_alias(name, CHAMPION, str(version))
