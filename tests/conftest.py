@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -162,3 +165,48 @@ def wait_for_http(url: str, process=None, timeout: float = 120, log: Path | None
     if process is not None:
         process.kill()
     pytest.fail(f"{url} did not answer within {timeout:.0f} s\n{tail()}")
+
+
+def postgres_binaries() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return versions[-1].parent if versions else None
+
+
+@contextlib.contextmanager
+def postgres_server(databases=()):
+    """A PostgreSQL server of its own (skips the test without the server binaries): initdb in a
+    temporary folder, a free port, trust auth on 127.0.0.1 only, role `crossemo`, these databases.
+    Yields its URL without a database. PostgreSQL refuses to run as root, so as root it runs as the
+    `postgres` user."""
+    import pwd
+    import tempfile
+
+    binaries = postgres_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL server binaries not found (Debian: apt-get install postgresql; .ci/run does)")
+    root = Path(tempfile.mkdtemp(prefix="crossemo-postgres-"))
+    user = "postgres" if os.geteuid() == 0 else None
+    if user:
+        account = pwd.getpwnam(user)
+        os.chown(root, account.pw_uid, account.pw_gid)
+    port = free_port()
+
+    def run(*command: str) -> None:
+        done = subprocess.run(command, user=user, cwd=root, capture_output=True, text=True)
+        assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout}\n{done.stderr}"
+
+    run(str(binaries / "initdb"), "-D", str(root / "data"), "-U", "crossemo", "--auth=trust", "-E", "UTF8")
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(
+        str(binaries / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "server.log"), "-o", options, "-w", "start"
+    )
+    try:
+        for database in databases:
+            run(str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "crossemo", database)
+        yield f"postgresql://crossemo@127.0.0.1:{port}"
+    finally:
+        run(str(binaries / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)

@@ -263,6 +263,39 @@ def test_compare_pairs_configurations_and_seeds_and_gives_the_change_an_interval
     assert "| dbn | a | a | 10% | 50.0 | 50.0 | +0.0 | n/a |" in table and "| 40% |" in table  # one seed: no interval
 
 
+def test_compare_pairs_two_configurations_of_one_file_with_pair(tmp_path, capsys):
+    """`crossemo compare F F --pair svm_coral=svm`: the method against none, cell for cell and seed for seed."""
+    from .conftest import cli_status
+
+    rows = [
+        {
+            "scenario": "leave_one_out",
+            "protocol": "leave_one_out",
+            "model": m,
+            "source": "rest",
+            "target": t,
+            "fraction": np.nan,
+            "seed": seed,
+            "fold": 0,
+            "accuracy": u,
+            "uar": u,
+            "macro_f1": u,
+            "majority_rate": 0.5,
+        }
+        for t, base in (("a", 0.6), ("b", 0.7))
+        for seed in (0, 1, 2)
+        for m, u in (("svm", base + 0.01 * seed), ("svm_coral", base + 0.05 + 0.01 * seed), ("mlp", 0.1))
+    ]
+    path = tmp_path / "loo.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    assert cli_status(["compare", str(path), str(path), "--pair", "svm_coral=svm"]) == 0
+    out = capsys.readouterr().out
+    assert "| leave_one_out | leave_one_out | svm_coral vs svm | rest | a | 61.0 | 66.0 | +5.0 | [+5.0, +5.0] |" in out
+    assert "| b | 71.0 | 76.0 | +5.0 |" in out and "mlp" not in out
+    assert cli_status(["compare", str(path), str(path), "--pair", "svm_coral"]) == 1
+    assert "give AFTER_MODEL=BEFORE_MODEL" in capsys.readouterr().err
+
+
 def test_a_comparison_sums_up_per_group_how_many_cells_moved_beyond_the_seeds():
     from crossemo.experiments.report import comparison_by
 

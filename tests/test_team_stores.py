@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import pwd
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,51 +24,17 @@ from crossemo.models.baselines import SVMValence
 from crossemo.serving.fitting import train_pipeline
 from crossemo.serving.registry import register
 
-from .conftest import feature_table, free_port, wait_for_http
+from .conftest import feature_table, free_port, postgres_server, wait_for_http
 from .test_tuning import check_two_workers_share_one_study, data
 from .test_tuning import settings as tune_settings
 
 pytestmark = pytest.mark.slow
 
 
-def postgres_binaries() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).resolve().parent
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    return versions[-1].parent if versions else None
-
-
 @pytest.fixture(scope="module")
 def postgres():
-    """A PostgreSQL server of its own: initdb in a temporary folder, a free port, trust auth on
-    127.0.0.1 only. PostgreSQL refuses to run as root, so as root it runs as the `postgres` user."""
-    binaries = postgres_binaries()
-    if binaries is None:
-        pytest.skip("PostgreSQL server binaries not found (Debian: apt-get install postgresql; .ci/run does)")
-    root = Path(tempfile.mkdtemp(prefix="crossemo-postgres-"))
-    user = "postgres" if os.geteuid() == 0 else None
-    if user:
-        account = pwd.getpwnam(user)
-        os.chown(root, account.pw_uid, account.pw_gid)
-    port = free_port()
-
-    def run(*command: str) -> None:
-        done = subprocess.run(command, user=user, cwd=root, capture_output=True, text=True)
-        assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout}\n{done.stderr}"
-
-    run(str(binaries / "initdb"), "-D", str(root / "data"), "-U", "crossemo", "--auth=trust", "-E", "UTF8")
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-    run(
-        str(binaries / "pg_ctl"), "-D", str(root / "data"), "-l", str(root / "server.log"), "-o", options, "-w", "start"
-    )
-    try:
-        for database in ("mlflow", "optuna"):
-            run(str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "crossemo", database)
-        yield f"postgresql://crossemo@127.0.0.1:{port}"
-    finally:
-        run(str(binaries / "pg_ctl"), "-D", str(root / "data"), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_server(("mlflow", "optuna")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -70,15 +70,25 @@ def _cmd_demo(args) -> None:
 
 
 def _cmd_compare(args) -> None:
-    from crossemo.experiments.report import compare, comparison_markdown
+    from crossemo.experiments.report import compare, comparison_markdown, paired_models
 
-    compared = compare(pd.read_parquet(args.before), pd.read_parquet(args.after), args.metric)
+    before, after = pd.read_parquet(args.before), pd.read_parquet(args.after)
+    if args.pair:
+        before, after = paired_models(before, after, [_pair(p) for p in args.pair])
+    compared = compare(before, after, args.metric)
     if compared.empty:
         raise SystemExit(f"{args.before} and {args.after} share no configuration (scenario, model, source, target)")
     text = comparison_markdown(compared, args.before_label, args.after_label, args.metric)
     if args.out:
         Path(args.out).write_text(text + "\n")
     print(text)
+
+
+def _pair(text: str) -> tuple[str, str]:
+    after, sep, before = text.partition("=")
+    if not (sep and after and before):
+        raise ConfigError(f"--pair {text!r}: give AFTER_MODEL=BEFORE_MODEL, e.g. --pair svm_coral=svm")
+    return after, before
 
 
 def _label_free_features(params: dict, corpora: list[str], directory: str = "features"):
@@ -371,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--metric", default="uar", choices=["accuracy", "uar", "macro_f1"])
     comp.add_argument("--before-label", dest="before_label", default="before")
     comp.add_argument("--after-label", dest="after_label", default="after")
+    comp.add_argument(
+        "--pair",
+        action="append",
+        metavar="AFTER=BEFORE",
+        help="compare configuration AFTER (in the after file) with BEFORE (in the before file) on their shared "
+        "cells and seeds, e.g. svm_coral=svm with one file given twice; repeatable",
+    )
     comp.add_argument("--out", help="also write the markdown table here")
     comp.set_defaults(func=_cmd_compare)
     tune = sub.add_parser("tune", help="Optuna search over the DBN (resumable; several workers share one study)")

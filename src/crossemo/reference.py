@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 from crossemo.data.features import FeatureSettings
 from crossemo.experiments.settings import ExperimentSettings, Scenario, SearchSpace, TuneSettings
-from crossemo.models.adaptation import Adaptation
+from crossemo.models.adaptation import OPTIONS, Adaptation
 from crossemo.models.catalog import MODELS
 from crossemo.models.nets import FinetuneSettings, PretrainSettings
 from crossemo.serving.settings import RegistrySettings
@@ -108,8 +108,10 @@ def model_rows() -> Iterator[tuple[str, str, str, str, str]]:
         "Adaptation",
         "none",
         ", ".join(Adaptation),
-        "what the model does with the target's unlabeled rows (crossemo.models.adaptation): coral re-colours "
-        "the training rows with their covariance; the rows are the fit's unlabeled ones (experiments.unlabeled)",
+        "what the model does with the target's unlabeled rows (crossemo.models.adaptation): coral re-colours the "
+        "training rows with their covariance (every model); dann fine-tunes against a domain classifier (dbn, "
+        "mlp); self_training refits with its surest target rows, pseudo-labelled (every model). The rows are the "
+        "fit's unlabeled ones: experiments.unlabeled: target, transfer's target_audio: used, or --adapt CORPUS",
     )
     seen = {}
     for kind, cls in MODELS.items():
@@ -120,11 +122,13 @@ def model_rows() -> Iterator[tuple[str, str, str, str, str]]:
             shown = "null" if default is None else str(list(default) if isinstance(default, tuple) else default)
             seen.setdefault(name, [shown, set()])[1].add(kind)
     for name, (default, kinds) in sorted(seen.items()):
-        if name in ("pretrain", "finetune"):
+        if name in ("pretrain", "finetune", *OPTIONS):
             continue
         yield f"models.<name>.{name}", "", default, "", "of " + ", ".join(sorted(kinds))
     yield from settings_rows("models.<name>.pretrain", PretrainSettings)
     yield from settings_rows("models.<name>.finetune", FinetuneSettings)
+    for method, settings in OPTIONS.items():  # each method's options, read only with its adaptation
+        yield from settings_rows(f"models.<name>.{method}", settings)
 
 
 def params_rows() -> list[tuple[str, str, str, str, str]]:

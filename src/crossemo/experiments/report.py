@@ -472,6 +472,19 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, metric: str = "uar") -> p
     return compared.sort_values(KEYS, na_position="first").reset_index(drop=True)
 
 
+def paired_models(
+    before: pd.DataFrame, after: pd.DataFrame, pairs: list[tuple[str, str]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`before` and `after` cut to each (after_model, before_model) pair, both named "AFTER vs BEFORE",
+    so `compare` pairs two configurations cell for cell and seed for seed (e.g. a method with none)."""
+    befores, afters = [], []
+    for after_model, before_model in pairs:
+        label = f"{after_model} vs {before_model}"
+        befores.append(before[before["model"] == before_model].assign(model=label))
+        afters.append(after[after["model"] == after_model].assign(model=label))
+    return pd.concat(befores, ignore_index=True), pd.concat(afters, ignore_index=True)
+
+
 def comparison_by(compared: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """`compare`'s cells summed up per group (e.g. model and scenario): how many cells, the mean
     metric before and after and the mean change (in points), and how many cells' 95% intervals hold
