@@ -108,8 +108,11 @@ def test_a_killed_workers_trial_is_failed_by_the_heartbeat_and_resume_continues(
 
 def _running_trial(s, timeout: float = 180) -> int:
     deadline = time.time() + timeout
+    # one storage for the whole wait: a study loaded from a URL opens a connection pool of its own each
+    # time, and a slow start (a busy machine) would pile up more than the server's 100 connections
+    storage = optuna.storages.RDBStorage(s.storage)
     while time.time() < deadline:
-        study = optuna.load_study(study_name=s.study_name, storage=s.storage)
+        study = optuna.load_study(study_name=s.study_name, storage=storage)
         running = [t.number for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
         if running:
             time.sleep(1.0)  # well inside the trial's fine-tuning
