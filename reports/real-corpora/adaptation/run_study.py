@@ -5,7 +5,8 @@ as in the study. Run in a project whose features/ hold the real corpora:
 
     python reports/real-corpora/adaptation/run_study.py [MODEL,MODEL...]
 
-MODELs are configurations of this checkout's params.yaml (default: all of STUDY). Runs go to
+MODELs are configurations of this checkout's params.yaml, or the variants OTHERS built below
+(default: all of STUDY; `others` for OTHERS). Runs go to
 mlruns/adaptation.db (fits reused when run again); the results to leave_one_out.parquet and
 transfer.parquet beside this script, a model's earlier rows replaced by its new ones.
 """
@@ -25,6 +26,16 @@ STUDY = (
     "svm", "svm_coral", "svm_self_training",
     "dbn_best", "dbn_best_coral", "dbn_best_dann", "dbn_best_self_training",
 )
+# The study's other models with the settings chosen for svm and dbn_best (carried over, not chosen
+# per model): CORAL and self-training for every model, DANN for the networks.
+CHOSEN = {method: {k: v for k, v in MODELS[f"svm_{method}"].items() if k != "model"} for method in ("coral", "self_training")}
+CHOSEN["dann"] = {k: MODELS["dbn_best_dann"][k] for k in ("adaptation", "dann")}
+for base, methods in {"svm_cv": ("coral", "self_training"), "sae_svm": ("coral", "self_training"),
+                      "mlp_paper": ("coral", "dann", "self_training")}.items():
+    for method in methods:
+        MODELS[f"{base}_{method}"] = {**MODELS[base], **CHOSEN[method]}
+OTHERS = ("svm_cv", "svm_cv_coral", "svm_cv_self_training", "sae_svm", "sae_svm_coral", "sae_svm_self_training",
+          "mlp_paper", "mlp_paper_coral", "mlp_paper_dann", "mlp_paper_self_training")
 CORPORA = ["emodb", "savee", "emovo", "urdu"]
 SCENARIOS = {
     "leave_one_out": {},
@@ -55,4 +66,5 @@ def run(models: tuple[str, ...]) -> None:
 
 
 if __name__ == "__main__":
-    run(tuple(sys.argv[1].split(",")) if len(sys.argv) > 1 else STUDY)
+    chosen = sys.argv[1] if len(sys.argv) > 1 else ""
+    run(OTHERS if chosen == "others" else tuple(chosen.split(",")) if chosen else STUDY)
