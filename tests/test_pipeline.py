@@ -365,7 +365,9 @@ def test_the_cluster_tutorial_works_as_written_on_the_loopback_address(project, 
     git_user = ("-c", "user.name=crossemo", "-c", "user.email=ci@localhost")
     run(project, "git", *git_user, "commit", "-q", "--allow-empty", "-m", "before the cluster")
     kept = (project / "params.yaml").read_text()
-    params = yaml.safe_load(kept)  # the tuning tutorial's short budget
+    params = yaml.safe_load(kept)  # a short budget: the SVM alone in the experiments, the tuning tutorial's trials
+    params["experiments"].update(models=["svm"])
+    params["experiments"]["within"]["within_protocols"] = ["random"]
     params["tuning"].update(corpora=["savee", "emovo"], n_trials=2, finetune_max_epochs=3)
     params["tuning"]["space"].update(layers=[1, 1], units=[8, 16], pretrain_epochs=[1, 2], batch_size=[64])
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -426,7 +428,14 @@ def test_the_cluster_tutorial_works_as_written_on_the_loopback_address(project, 
                 r.data.params["experiments.executor"] for r in parents if "experiments.executor" in r.data.params
             }
             assert executors == {"dask"}  # every scenario's parent run on the server ran on the cluster
-            assert client.search_runs([experiment.experiment_id], "tags.seed = '4'")  # the five seeds, on the server
+            assert experiment.artifact_location.startswith("mlflow-artifacts:")  # the server's store, no local path
+            children = client.search_runs([experiment.experiment_id], "tags.model = 'svm'")
+            assert {r.data.tags["seed"] for r in children} == {"0", "1", "2", "3", "4"}  # the five seeds, on the server
+            for child in children[:3]:  # each fit's run: its parent, tags, metrics and artifacts through the server
+                assert child.data.tags["mlflow.parentRunId"] in {r.info.run_id for r in parents}
+                assert {child.data.tags["target"], child.data.tags["scenario"]} <= {"savee", "emovo", "leave_one_out"}
+                assert "uar" in child.data.metrics
+                assert "predictions.csv" in {a.path for a in client.list_artifacts(child.info.run_id)}
             study = optuna.load_study(study_name=params["tuning"]["study_name"], storage=f"{database}/optuna")
             assert len([t for t in study.trials if t.state.is_finished()]) >= 2
             assert client.get_model_version_by_alias("crossemo-valence", "champion").version == "1"
