@@ -67,4 +67,4 @@ def run(models: tuple[str, ...]) -> None:
 
 if __name__ == "__main__":
     chosen = sys.argv[1] if len(sys.argv) > 1 else ""
-    run(OTHERS if chosen == "others" else tuple(chosen.split(",")) if chosen else STUDY)
+    run(tuple(OTHERS) if chosen == "others" else tuple(chosen.split(",")) if chosen else STUDY)

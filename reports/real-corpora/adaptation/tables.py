@@ -16,8 +16,11 @@ from crossemo.experiments.metrics import mean_ci
 from crossemo.experiments.report import compare, comparison_by, paired_models, scenario_changes
 
 HERE = Path(__file__).parent
-ORDER = ["svm", "svm_coral", "svm_self_training", "dbn_best", "dbn_best_coral", "dbn_best_dann", "dbn_best_self_training"]
-METHOD_VS_NONE = [(m, "svm") for m in ORDER[1:3]] + [(m, "dbn_best") for m in ORDER[4:]]
+BASES = {"svm": ("coral", "self_training"), "dbn_best": ("coral", "dann", "self_training"),
+         "svm_cv": ("coral", "self_training"), "sae_svm": ("coral", "self_training"),
+         "mlp_paper": ("coral", "dann", "self_training")}
+ORDER = [name for base, methods in BASES.items() for name in (base, *(f"{base}_{m}" for m in methods))]
+METHOD_VS_NONE = [(f"{base}_{m}", base) for base, methods in BASES.items() for m in methods]
 DBN_VS_SVM = [("dbn_best", "svm"), ("dbn_best_coral", "svm_coral"), ("dbn_best_self_training", "svm_self_training"),
               ("dbn_best_dann", "svm"), ("dbn_best_dann", "svm_coral")]
 NAMES = {"leave_one_out": "leave one out", "transfer": "transfer, audio used"}
@@ -28,6 +31,12 @@ def results() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def present(frame: pd.DataFrame, names):
+    """The models (or pairs of models) this study's results hold, in ORDER."""
+    models = set(frame["model"])
+    return [n for n in names if (set(n) if isinstance(n, tuple) else {n}) <= models]
+
+
 def interval(values) -> str:
     mean, _, low, high = mean_ci(values)
     return f"{100 * mean:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
@@ -36,7 +45,7 @@ def interval(values) -> str:
 def means(frame: pd.DataFrame) -> list[str]:
     """Per model: each scenario's mean over its cells and both together (6 cells), with intervals over seeds."""
     lines = ["| model | leave one out (4 cells) | transfer, audio used (2 cells) | all 6 cells |", "|---|---|---|---|"]
-    for model in ORDER:
+    for model in present(frame, ORDER):
         rows = frame[frame["model"] == model]
         cells = [interval(rows[rows["scenario"] == s].groupby("seed")["uar"].mean()) for s in NAMES]
         lines.append(f"| {model} | " + " | ".join([*cells, interval(rows.groupby("seed")["uar"].mean())]) + " |")
@@ -48,7 +57,7 @@ def cells(frame: pd.DataFrame) -> list[str]:
     lines = ["| model | " + " | ".join(f"{t} ({'loo' if s == 'leave_one_out' else 'transfer'})" for s, t in targets) + " |",
              "|---|" + "---|" * len(targets)]
     widest = 0.0
-    for model in ORDER:
+    for model in present(frame, ORDER):
         row = []
         for scenario, target in targets:
             uars = frame[(frame["model"] == model) & (frame["scenario"] == scenario) & (frame["target"] == target)]
@@ -62,6 +71,7 @@ def cells(frame: pd.DataFrame) -> list[str]:
 
 
 def paired(frame: pd.DataFrame, pairs: list[tuple[str, str]]) -> list[str]:
+    pairs = present(frame, pairs)
     before, after = paired_models(frame, frame, pairs)
     changes = scenario_changes(before, after)
     cells_moved = comparison_by(compare(before, after), ["model", "scenario"])
