@@ -89,8 +89,8 @@ def paired(frame: pd.DataFrame, pairs: list[tuple[str, str]]) -> list[str]:
 
 
 NOTE = (
-    "The SVMs have no seed (every seed's fit is the same), so their intervals have no width; a comparison "
-    "of two SVMs is exact, and a DBN's interval against an SVM is the DBN's own spread over seeds."
+    "svm and svm_cv have no seed (every seed's fit is the same), so their intervals have no width; a "
+    "comparison of two of them is exact, and a DBN's interval against one is the DBN's own spread over seeds."
 )
 
 
