@@ -135,12 +135,11 @@ def coral_matrix(source: np.ndarray, target: np.ndarray, regularisation: float =
     return np.real(whiten @ colour)
 
 
-class CoralAdapted(ValenceModel):
-    """`model` fitted on training rows aligned to the target rows' covariance (CORAL). Prediction
-    takes target rows as they are. Needs the target's rows as `unlabeled` in fit."""
+class Wrapped(ValenceModel):
+    """A method around another model (`model`): it learns from the target rows, answers as the model
+    answers, and lets the runner pretrain the model's shared stack ahead of the fits."""
 
-    def __init__(self, model: ValenceModel, regularisation: float = 1.0):
-        self.model, self.regularisation = model, regularisation
+    model: ValenceModel
 
     @property
     def needs_unlabeled_pool(self) -> bool:
@@ -155,13 +154,6 @@ class CoralAdapted(ValenceModel):
     def learns_from_unlabeled(self) -> bool:
         return True
 
-    def _fit(self, x, y, groups, unlabeled):
-        require_target_rows(unlabeled, Adaptation.CORAL)
-        mean = x.mean(0)
-        self.matrix_ = coral_matrix(x, unlabeled, self.regularisation).astype(np.float32)
-        aligned = ((x - mean) @ self.matrix_ + mean).astype(np.float32)
-        self.model.fit(aligned, np.where(y == 1, "positive", "negative"), groups=groups, unlabeled=unlabeled)
-
     def _proba(self, x):
         return self.model.predict_proba(x)
 
@@ -169,24 +161,28 @@ class CoralAdapted(ValenceModel):
         return self.model._decide(x)
 
 
-class SelfTrained(ValenceModel):
+class CoralAdapted(Wrapped):
+    """`model` fitted on training rows aligned to the target rows' covariance (CORAL). Prediction
+    takes target rows as they are. Needs the target's rows as `unlabeled` in fit."""
+
+    def __init__(self, model: ValenceModel, regularisation: float = 1.0):
+        self.model, self.regularisation = model, regularisation
+
+    def _fit(self, x, y, groups, unlabeled):
+        require_target_rows(unlabeled, Adaptation.CORAL)
+        mean = x.mean(0)
+        self.matrix_ = coral_matrix(x, unlabeled, self.regularisation).astype(np.float32)
+        aligned = ((x - mean) @ self.matrix_ + mean).astype(np.float32)
+        self.model.fit(aligned, np.where(y == 1, "positive", "negative"), groups=groups, unlabeled=unlabeled)
+
+
+class SelfTrained(Wrapped):
     """`model` fitted, then refitted `rounds` times on the training rows plus the target rows it is
     surest of, with its own decisions as their labels: each round a larger share (share / rounds
     more), as many rows of each class (the confidence ranks rows within the class decided)."""
 
     def __init__(self, model: ValenceModel, rounds: int = 2, share: float = 0.4):
         self.model, self.rounds, self.share = model, rounds, share
-
-    @property
-    def needs_unlabeled_pool(self) -> bool:
-        return self.model.needs_unlabeled_pool
-
-    def prepare_stack(self, unlabeled):
-        return self.model.prepare_stack(unlabeled)
-
-    @property
-    def learns_from_unlabeled(self) -> bool:
-        return True
 
     def _fit(self, x, y, groups, unlabeled):
         require_target_rows(unlabeled, Adaptation.SELF_TRAINING)
@@ -203,12 +199,6 @@ class SelfTrained(ValenceModel):
                 groups=None if groups is None else np.concatenate([groups, np.full(len(chosen), "target/pseudo")]),
                 unlabeled=unlabeled,
             )
-
-    def _proba(self, x):
-        return self.model.predict_proba(x)
-
-    def _decide(self, x):
-        return self.model._decide(x)
 
 
 def confident_rows(model: ValenceModel, rows: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:

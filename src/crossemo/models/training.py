@@ -282,8 +282,14 @@ class ValenceClassifier(L.LightningModule):
         # fused: the same Adam in one kernel per parameter; on these nets the default (foreach) Adam
         # took longer than the forward and backward passes together (bench/finetuning.py)
         return torch.optim.Adam(
-            self.net.parameters(), lr=self.settings.learning_rate, weight_decay=self.settings.weight_decay, fused=True
+            self.trained_parameters(),
+            lr=self.settings.learning_rate,
+            weight_decay=self.settings.weight_decay,
+            fused=True,
         )
+
+    def trained_parameters(self) -> list[nn.Parameter]:
+        return list(self.net.parameters())
 
 
 @dataclass(frozen=True)
@@ -340,14 +346,9 @@ class DomainAdversarialClassifier(ValenceClassifier):
         guessed = self.domain_head(reverse_gradient(hidden, self.domain_weight))
         return valence + F.cross_entropy(guessed, domain)
 
-    def configure_optimizers(self):
+    def trained_parameters(self) -> list[nn.Parameter]:
         # one Adam over both: the reversal, not a second optimiser, sets the hidden layers against the domain head
-        return torch.optim.Adam(
-            [*self.net.parameters(), *self.domain_head.parameters()],
-            lr=self.settings.learning_rate,
-            weight_decay=self.settings.weight_decay,
-            fused=True,
-        )
+        return [*self.net.parameters(), *self.domain_head.parameters()]
 
 
 def unweighted_average_recall(true: torch.Tensor, pred: torch.Tensor, n_classes: int) -> float:
