@@ -319,7 +319,7 @@ def _cmd_evaluate(args) -> None:
     if args.adapt:
         from crossemo.serving.corpus_evaluation import evaluate_adapted
 
-        scores = evaluate_adapted(args.model, tables, args.features, args.adapt_method)
+        scores = evaluate_adapted(model, tables, args.features, args.adapt_method)
         model = replace(model, name=f"{model.name}, refitted on its training corpora adapted to each corpus in turn")
     else:
         scores = evaluate_corpora(model, tables)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from crossemo.data.features import feature_columns
 from crossemo.errors import ConfigError, UserError
-from crossemo.experiments.normalization import normalization_groups, standardise_groups
+from crossemo.experiments.normalization import normalization_groups
 from crossemo.models.adaptation import Adaptation
 
 REGISTRATION_ARTIFACT = "registration.json"  # what `register` trained: configuration, corpora, seed, settings
@@ -43,8 +43,7 @@ class TargetRows:
     def standardised(self, pipeline) -> np.ndarray:
         """Standardised as the pipeline standardises its training rows (per speaker or corpus on their
         own statistics, or the training rows' pooled ones)."""
-        groups = normalization_groups(self.table, pipeline.normalization)
-        return pipeline.standardise(self.x) if groups is None else standardise_groups(self.x, groups)
+        return pipeline.standardise(self.x, normalization_groups(self.table, pipeline.normalization))
 
     def describe(self, method: str) -> str:
         return f"{method} to {', '.join(self.corpora)} ({len(self.x)} utterances, label-free)"

@@ -34,6 +34,8 @@ class EvaluatedModel:
     name: str
     predict: object  # (features, table) -> labels
     features: FeatureSettings | None  # the model's own extraction settings, when it records them
+    uri: str | None = None  # a registered version's models:/ URI (None: an experiment run's model)
+    pipeline: ValencePipeline | None = None  # a registered version's pipeline, as loaded
 
 
 def resolve(reference: str, normalization: Normalization | None = None, as_served: bool = False) -> EvaluatedModel:
@@ -56,14 +58,24 @@ def _registered(uri: str, normalization: Normalization | None, as_served: bool) 
             raise ConfigError("--as-served standardises as the server does; leave out --normalization")
         lone = f"as served: one utterance at a time, lone rows {pipeline.lone_rows}"
         return EvaluatedModel(
-            f"{uri} ({lone})", lambda x, table: pipeline.score(x)["valence"].to_numpy(), pipeline.features
+            f"{uri} ({lone})",
+            lambda x, table: pipeline.score(x)["valence"].to_numpy(),
+            pipeline.features,
+            uri,
+            pipeline,
         )
     method = normalization or pipeline.normalization
+    name = f"{uri} ({method} normalisation of each corpus' own statistics)"
+    return EvaluatedModel(name, _corpus_predictor(pipeline, method), pipeline.features, uri, pipeline)
+
+
+def _corpus_predictor(pipeline: ValencePipeline, method: Normalization):
+    """(features, table) -> the pipeline's labels, each corpus (or speaker) on its own statistics."""
 
     def predict(x: np.ndarray, table: pd.DataFrame) -> np.ndarray:
         return pipeline.model.predict(pipeline.standardise(x, normalization_groups(table, method)))
 
-    return EvaluatedModel(f"{uri} ({method} normalisation of each corpus' own statistics)", predict, pipeline.features)
+    return predict
 
 
 def _experiment_run(run_id: str, normalization: Normalization | None) -> EvaluatedModel:
@@ -105,35 +117,30 @@ def evaluate_corpora(model: EvaluatedModel, tables: dict[str, pd.DataFrame]) -> 
 
 
 def evaluate_adapted(
-    reference: str, tables: dict[str, pd.DataFrame], features_dir: str, method: str | None = None
+    model: EvaluatedModel, tables: dict[str, pd.DataFrame], features_dir: str, method: str | None = None
 ) -> pd.DataFrame:
-    """`evaluate_corpora` for a registered version adapted to each corpus in turn (--adapt): its
-    configuration refitted on every labelled row of its training corpora, with the corpus' rows,
-    label-free, as the target; standardised and scored as the version is."""
+    """`evaluate_corpora` for a registered version (`resolve`'s) adapted to each corpus in turn
+    (--adapt): its configuration refitted on every labelled row of its training corpora, with the
+    corpus' rows, label-free, as the target; standardised and scored as the version is."""
     from crossemo.experiments.runner import load_features
     from crossemo.models.catalog import model_from_config
     from crossemo.serving.fitting import fit_pipeline
 
-    uri = f"models:/{MODEL_NAME}@{CHAMPION}" if reference == CHAMPION else reference
-    version = resolve_version(uri) if uri.startswith("models:/") else None
+    version = resolve_version(model.uri) if model.uri else None
     if version is None:
         raise UserError(
-            f"--adapt refits a registered version; {reference} is not one (give champion or a models:/ URI)"
+            f"--adapt refits a registered version; {model.name} is not one (give champion or a models:/ URI)"
         )
-    recorded, pipeline = registration(version), registered_pipeline(uri)
+    recorded, pipeline = registration(version), model.pipeline
     name = recorded["model"]
     config = adapted_configuration(recorded["config"], name, method)
     training, x = labelled_rows(load_features(recorded["corpora"].split(","), features_dir))
     rows = []
     for corpus, table in tables.items():
-        model = model_from_config({name: config}, name, seed=int(recorded["seed"]))
+        fresh = model_from_config({name: config}, name, seed=int(recorded["seed"]))
         target = TargetRows.from_tables({corpus: table})
-        fitted = fit_pipeline(model, training, x, pipeline.features, pipeline.normalization, pipeline.lone_rows, target)
-
-        def predict(x: np.ndarray, table: pd.DataFrame, fitted=fitted) -> np.ndarray:
-            return fitted.model.predict(fitted.standardise(x, normalization_groups(table, fitted.normalization)))
-
-        rows.append(_corpus_scores(corpus, table, predict))
+        fitted = fit_pipeline(fresh, training, x, pipeline.features, pipeline.normalization, pipeline.lone_rows, target)
+        rows.append(_corpus_scores(corpus, table, _corpus_predictor(fitted, fitted.normalization)))
     return pd.DataFrame(rows)
 
 

@@ -17,7 +17,6 @@ from crossemo.experiments.normalization import (
     Normalization,
     Standardiser,
     normalization_groups,
-    standardise_groups,
 )
 from crossemo.models.estimator import ValenceModel
 from crossemo.models.validation import validation_split
@@ -81,7 +80,7 @@ def fit_pipeline(
     pipeline = ValencePipeline(features, Standardiser.fit(x), model, normalization)
     groups = normalization_groups(table, normalization)
     pool = None if target is None else target.standardised(pipeline)
-    _fit(model, pipeline.standardise(x) if groups is None else standardise_groups(x, groups), table, pool)
+    _fit(model, pipeline.standardise(x, groups), table, pool)
     if lone_rows is LoneRows.OWN_MODEL and normalization is not Normalization.TRAIN:
         pipeline.lone_model = _fit(fresh(model), pipeline.standardise(x), table, pool)
     return pipeline
